@@ -1,0 +1,44 @@
+"""The pure core: messages, envelopes, transitions, reducers and composition (no I/O)."""
+
+from oturn.core.builtins import (
+    CancelEffect,
+    CancelTimer,
+    EffectCancelled,
+    EffectCompleted,
+    EffectFailed,
+    ErrorEvent,
+    ErrorInfo,
+    StartTimer,
+    TimerFired,
+)
+from oturn.core.compose import ComposedReducer, ComposedState, FunctionPart, Part, compose, part
+from oturn.core.envelope import Envelope
+from oturn.core.messages import Effect, Event, Message, Signal, wire_types
+from oturn.core.reducer import Reducer
+from oturn.core.transition import Transition
+
+__all__ = [
+    "CancelEffect",
+    "CancelTimer",
+    "ComposedReducer",
+    "ComposedState",
+    "Effect",
+    "EffectCancelled",
+    "EffectCompleted",
+    "EffectFailed",
+    "Envelope",
+    "ErrorEvent",
+    "ErrorInfo",
+    "Event",
+    "FunctionPart",
+    "Message",
+    "Part",
+    "Reducer",
+    "Signal",
+    "StartTimer",
+    "TimerFired",
+    "Transition",
+    "compose",
+    "part",
+    "wire_types",
+]

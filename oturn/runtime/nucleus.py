@@ -1,0 +1,597 @@
+"""The nucleus: serial reduction, envelopes, fan-out, effect handlers and timers."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
+
+import anyio
+from anyio.abc import TaskGroup
+
+from oturn._exceptions import (
+    ClosedError,
+    HistoryUnavailableError,
+    InvalidPolicyError,
+    InvalidSignalError,
+    NoHandlerError,
+    ReducerContractError,
+    ReducerError,
+    UsageError,
+)
+from oturn.core.builtins import (
+    CancelEffect,
+    CancelTimer,
+    EffectCancelled,
+    EffectCompleted,
+    EffectFailed,
+    ErrorEvent,
+    ErrorInfo,
+    StartTimer,
+)
+from oturn.core.envelope import Envelope
+from oturn.core.messages import Effect, Event, Signal
+from oturn.core.reducer import Reducer
+from oturn.core.transition import Transition
+from oturn.runtime.clock import Clock, SystemClock
+from oturn.runtime.effects import EffectContext, Handler
+from oturn.runtime.inbox import Inbox
+from oturn.runtime.policy import Policy, parse_policy
+from oturn.runtime.statistics import NucleusStatistics
+from oturn.runtime.subscription import QueueSubscription, Subscription, _Base
+
+__all__ = ["Nucleus", "OnReducerError"]
+
+S = TypeVar("S")
+
+_BUILTIN_EFFECTS = (StartTimer, CancelTimer, CancelEffect)
+_YIELD_EVERY = 64
+
+
+class OnReducerError(enum.StrEnum):
+    """What the nucleus does after a reducer raised (the state is untouched either way)."""
+
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+class _Phase(enum.StrEnum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSING = "closing"
+    TERMINATED = "terminated"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+class Nucleus(Generic[S]):
+    """Reduces signals one at a time and fans the resulting events out to subscribers.
+
+    ::
+
+        async with Nucleus(reducer, initial_state, handlers={CallModel: call_model}) as nucleus:
+            async with nucleus.subscribe(policy="drop_oldest", buffer=256) as sub:
+                await nucleus.send(UserMessage(text="hi"))
+                async for envelope in sub:
+                    ...
+
+    - The inbox is bounded (``inbox``): ``send`` waits for room, ``send_nowait`` raises
+      :class:`~oturn.InboxFullError`.
+    - Every event is published in an :class:`~oturn.Envelope` whose ``seq`` increases by
+      one per event and whose ``at`` comes from ``clock``.
+    - Effects are run by ``handlers`` (a mapping of effect type to
+      ``async def handler(effect, ctx) -> Signal | None``) inside the nucleus's task
+      group; each ends in exactly one outcome signal (the handler's, or
+      :class:`~oturn.EffectCompleted`, :class:`~oturn.EffectFailed`,
+      :class:`~oturn.EffectCancelled`). :class:`~oturn.StartTimer`,
+      :class:`~oturn.CancelTimer` and :class:`~oturn.CancelEffect` are built in.
+    - A reducer that raises or returns something other than a Transition leaves the
+      state as it was and publishes an ``error`` event naming the signal's seq; then the
+      nucleus goes on (``on_reducer_error="continue"``) or stops (``"stop"``).
+    - A transition with ``terminal=True`` ends every subscription (end of stream) and
+      the intake; the effects it returns are not started.
+    - Leaving the ``async with`` block normally reduces what is already in the inbox
+      (for at most ``shutdown_timeout`` seconds), then cancels running effects and
+      timers; leaving it with an exception cancels at once. No task outlives the block.
+    """
+
+    def __init__(
+        self,
+        reducer: Reducer[S],
+        initial_state: S,
+        *,
+        handlers: Mapping[type[Effect], Handler] | None = None,
+        clock: Clock | None = None,
+        session: str = "",
+        inbox: int = 1024,
+        history: int = 1024,
+        on_reducer_error: OnReducerError | str = OnReducerError.CONTINUE,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        if not callable(reducer):
+            raise UsageError(f"reducer must be callable (state, signal) -> Transition; got {reducer!r}")
+        if not isinstance(inbox, int) or isinstance(inbox, bool) or inbox < 1:
+            raise InvalidPolicyError(f"inbox holds at least 1 signal; got {inbox!r}")
+        if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+            raise InvalidPolicyError(f"history is a number of envelopes >= 0; got {history!r}")
+        if not (isinstance(shutdown_timeout, int | float) and shutdown_timeout >= 0 and math.isfinite(shutdown_timeout)):
+            raise InvalidPolicyError(f"shutdown_timeout is a finite number of seconds >= 0; got {shutdown_timeout!r}")
+        try:
+            self._on_error = OnReducerError(on_reducer_error)
+        except ValueError:
+            raise InvalidPolicyError(
+                f"on_reducer_error is 'continue' or 'stop'; got {on_reducer_error!r}"
+            ) from None
+        self._handlers: dict[type[Effect], Handler] = {}
+        for effect_type, handler in (handlers or {}).items():
+            if not (isinstance(effect_type, type) and issubclass(effect_type, Effect)):
+                raise UsageError(f"handlers are keyed by Effect subclasses; got {effect_type!r}")
+            if issubclass(effect_type, _BUILTIN_EFFECTS):
+                raise UsageError(f"{effect_type.__name__} is executed by the nucleus itself")
+            if not callable(handler):
+                raise UsageError(f"the handler for {effect_type.__name__} is not callable: {handler!r}")
+            self._handlers[effect_type] = handler
+        self._reducer = reducer
+        self._state = initial_state
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._session = session
+        self._inbox: Inbox[Signal] = Inbox(inbox)
+        self._history: deque[Envelope] = deque(maxlen=history) if history else deque(maxlen=0)
+        self._history_limit = history
+        self._shutdown_timeout = float(shutdown_timeout)
+        self._subs: tuple[_Base, ...] = ()
+        self._queue_subs: dict[int, QueueSubscription] = {}
+        self._tg: TaskGroup | None = None
+        self._phase = _Phase.NEW
+        self._seq = 0
+        self._signal_seq = 0
+        self._events_published = 0
+        self._reducer_errors = 0
+        self._effects_started = 0
+        self._effects_failed = 0
+        self._outcomes_discarded = 0
+        self._signals_discarded = 0
+        self._running: dict[int, tuple[Effect, anyio.CancelScope]] = {}
+        self._running_ids = 0
+        self._timers: dict[str, anyio.CancelScope] = {}
+        self._failure: ReducerError | None = None
+        self._drained = anyio.Event()
+        self._ended = anyio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Nucleus[S]:
+        if self._phase is not _Phase.NEW:
+            raise UsageError("a Nucleus can be entered only once")
+        self._drained = anyio.Event()
+        self._ended = anyio.Event()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        self._phase = _Phase.RUNNING
+        tg.start_soon(self._loop, name=f"oturn-nucleus-{self._session or id(self):x}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        tg = self._tg
+        assert tg is not None
+        try:
+            if exc_type is None and self._phase is _Phase.RUNNING:
+                self._phase = _Phase.CLOSING
+                self._inbox.stop_intake()
+                with anyio.move_on_after(self._shutdown_timeout, shield=True):
+                    await self._drained.wait()
+        finally:
+            self._shutdown()
+        return await tg.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Stop now: refuse new signals, discard queued ones, cancel effects and timers."""
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        left = self._inbox.close()
+        self._signals_discarded += len(left)
+        if self._phase in (_Phase.RUNNING, _Phase.CLOSING):
+            self._phase = _Phase.CLOSED
+        self._end_subscriptions()
+        self._drained.set()
+        self._ended.set()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def wait_closed(self) -> None:
+        """Wait until the nucleus has ended (terminal transition, stop on error, or close).
+
+        Raises the :class:`~oturn.ReducerError` that stopped it, if one did.
+        """
+        await self._ended.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    # -- input --------------------------------------------------------------------------
+
+    async def send(self, signal: Signal) -> None:
+        """Put ``signal`` in the inbox, waiting while it is full."""
+        if not isinstance(signal, Signal):
+            raise InvalidSignalError(f"send() takes a Signal; got {type(signal).__name__}: {signal!r}")
+        await self._inbox.put(signal)
+
+    def send_nowait(self, signal: Signal) -> None:
+        """Put ``signal`` in the inbox or raise :class:`~oturn.InboxFullError` when it is full."""
+        if not isinstance(signal, Signal):
+            raise InvalidSignalError(f"send_nowait() takes a Signal; got {type(signal).__name__}: {signal!r}")
+        self._inbox.put_nowait(signal)
+
+    # -- subscriptions ------------------------------------------------------------------
+
+    @overload
+    def subscribe(
+        self,
+        queue: None = None,
+        *,
+        policy: Policy | str = Policy.BLOCK,
+        buffer: int = 1024,
+        types: Iterable[type[Event]] | None = None,
+        session: str | None = None,
+        from_seq: int | None = None,
+    ) -> Subscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        queue: asyncio.Queue[Any],
+        *,
+        policy: Policy | str = Policy.DROP_NEWEST,
+        buffer: int = 1024,
+        types: Iterable[type[Event]] | None = None,
+        session: str | None = None,
+        from_seq: int | None = None,
+    ) -> QueueSubscription: ...
+
+    def subscribe(
+        self,
+        queue: asyncio.Queue[Any] | None = None,
+        *,
+        policy: Policy | str | None = None,
+        buffer: int = 1024,
+        types: Iterable[type[Event]] | None = None,
+        session: str | None = None,
+        from_seq: int | None = None,
+    ) -> Subscription | QueueSubscription:
+        """Subscribe to the envelopes published from now on (or from ``from_seq``).
+
+        ``policy`` (default ``block``) says what happens when ``buffer`` is full, see
+        :class:`~oturn.Policy`. ``types`` keeps only those event types; ``session`` only
+        that session's envelopes. ``from_seq=N`` first replays envelopes ``N..`` from the
+        history ring, then continues live with no gap and no duplicate; it raises
+        :class:`~oturn.HistoryUnavailableError` naming the oldest available seq when the
+        ring no longer holds ``N``.
+
+        OTURN style: ``subscribe(queue)`` puts envelopes on a plain ``asyncio.Queue``
+        (a full bounded queue drops the newest unless ``policy="block"``);
+        ``unsubscribe(queue)`` stops it.
+        """
+        replay: list[Envelope] = []
+        min_seq = 0
+        if from_seq is not None:
+            if not isinstance(from_seq, int) or isinstance(from_seq, bool) or from_seq < 1:
+                raise InvalidPolicyError(f"from_seq is a seq >= 1; got {from_seq!r}")
+            if from_seq <= self._seq:
+                oldest = self._history[0].seq if self._history else None
+                if oldest is None or from_seq < oldest:
+                    raise HistoryUnavailableError(from_seq, oldest)
+                replay = [env for env in self._history if env.seq >= from_seq]
+            else:
+                min_seq = from_seq
+        ended = self._phase not in (_Phase.NEW, _Phase.RUNNING, _Phase.CLOSING)
+        if ended and from_seq is None:
+            raise ClosedError("the nucleus has ended; subscribe(from_seq=...) to read its history")
+        sub: Subscription | QueueSubscription
+        if queue is not None:
+            if not isinstance(queue, asyncio.Queue):
+                raise UsageError(f"subscribe(queue) takes an asyncio.Queue; got {type(queue).__name__}")
+            if id(queue) in self._queue_subs:
+                raise UsageError("this queue is already subscribed")
+            sub = QueueSubscription(
+                queue,
+                policy=policy if policy is not None else Policy.DROP_NEWEST,
+                types=types,
+                session=session,
+                detach=self._detach,
+            )
+            for env in replay:
+                if sub._accepts(env):
+                    sub._offer(env)
+            self._queue_subs[id(queue)] = sub
+        else:
+            sub = Subscription(
+                policy=policy if policy is not None else Policy.BLOCK,
+                buffer=buffer,
+                types=types,
+                session=session,
+                replay=replay,
+                detach=self._detach,
+            )
+            if types is not None or session is not None:
+                sub._replay = deque(env for env in replay if sub._accepts(env))
+                sub._replayed = len(sub._replay)
+        sub._min_seq = min_seq
+        if ended:
+            sub._end()
+        else:
+            self._subs = (*self._subs, sub)
+        return sub
+
+    def unsubscribe(self, queue: asyncio.Queue[Any]) -> None:
+        """Stop putting envelopes on ``queue`` (OTURN compatibility)."""
+        sub = self._queue_subs.pop(id(queue), None)
+        if sub is None:
+            raise UsageError("this queue is not subscribed")
+        sub._closed = True
+        self._detach(sub)
+
+    def _detach(self, sub: _Base) -> None:
+        if sub in self._subs:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+        if isinstance(sub, QueueSubscription):
+            for key, value in list(self._queue_subs.items()):
+                if value is sub:
+                    del self._queue_subs[key]
+
+    def _end_subscriptions(self) -> None:
+        subs, self._subs = self._subs, ()
+        for sub in subs:
+            sub._end()
+        self._queue_subs.clear()
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        inbox = self._inbox
+        budget = _YIELD_EVERY
+        try:
+            while True:
+                if not len(inbox):
+                    if inbox.closed:
+                        break
+                    budget = _YIELD_EVERY
+                    await inbox.wait_nonempty()
+                    continue
+                await self._step(inbox.get_nowait())
+                if self._phase in (_Phase.TERMINATED, _Phase.FAILED):
+                    break
+                budget -= 1
+                if not budget:
+                    budget = _YIELD_EVERY
+                    await anyio.lowlevel.checkpoint()
+        finally:
+            self._drained.set()
+        self._end_subscriptions()
+        self._ended.set()
+
+    async def _step(self, signal: Signal) -> None:
+        self._signal_seq += 1
+        try:
+            t = self._reducer(self._state, signal)
+        except Exception as exc:
+            await self._reducer_failed(signal, "reducer", f"{type(exc).__name__}: {exc}", exc)
+            return
+        if type(t) is not Transition and not isinstance(t, Transition):
+            await self._reducer_failed(
+                signal, "contract", f"the reducer returned {type(t).__name__}, not a Transition", None
+            )
+            return
+        self._state = t.state
+        if t.events:
+            await self._publish(t.events, t.turn)
+        if t.terminal:
+            self._phase = _Phase.TERMINATED
+            self._outcomes_discarded += len(t.effects)
+            self._terminate()
+            return
+        for effect in t.effects:
+            self._dispatch(effect)
+
+    async def _publish(self, events: Iterable[Event], turn: str | None) -> None:
+        at = self._clock.now()
+        session = self._session
+        cause = self._signal_seq
+        history = self._history
+        keep = self._history_limit
+        for event in events:
+            seq = self._seq + 1
+            env = Envelope(seq=seq, at=at, session=session, turn=turn, cause=cause, event=event)
+            self._seq = seq
+            self._events_published += 1
+            if keep:
+                history.append(env)
+            for sub in self._subs:
+                if (sub._types is not None or sub._session is not None or sub._min_seq) and not sub._accepts(env):
+                    continue
+                if not sub._offer(env):
+                    await sub._offer_blocking(env)
+
+    async def _reducer_failed(self, signal: Signal, kind: str, message: str, exc: BaseException | None) -> None:
+        self._reducer_errors += 1
+        fatal = self._on_error is OnReducerError.STOP
+        error: ReducerError
+        if kind == "contract":
+            error = ReducerContractError(message, signal_seq=self._signal_seq)
+        else:
+            error = ReducerError(message, signal_seq=self._signal_seq)
+        if exc is not None:
+            error.__cause__ = exc
+        event = ErrorEvent(
+            kind=kind,
+            message=message,
+            signal_seq=self._signal_seq,
+            signal_type=type(signal).__name__,
+            fatal=fatal,
+        )
+        await self._publish((event,), None)
+        if fatal:
+            self._failure = error
+            self._phase = _Phase.FAILED
+            self._terminate()
+
+    def _terminate(self) -> None:
+        self._signals_discarded += len(self._inbox.close())
+        for _, scope in self._running.values():
+            scope.cancel()
+        for scope in self._timers.values():
+            scope.cancel()
+        self._timers.clear()
+
+    # -- effects ------------------------------------------------------------------------
+
+    def _dispatch(self, effect: Effect) -> None:
+        tg = self._tg
+        assert tg is not None
+        if isinstance(effect, StartTimer):
+            old = self._timers.pop(effect.key, None)
+            if old is not None:
+                old.cancel()
+            scope = anyio.CancelScope()
+            self._timers[effect.key] = scope
+            tg.start_soon(self._run_timer, effect, scope)
+            return
+        if isinstance(effect, CancelTimer):
+            old = self._timers.pop(effect.key, None)
+            if old is not None:
+                old.cancel()
+            return
+        if isinstance(effect, CancelEffect):
+            for running, scope in self._running.values():
+                if running.key == effect.target:
+                    scope.cancel()
+            return
+        handler = self._handler_for(type(effect))
+        self._effects_started += 1
+        self._running_ids += 1
+        scope = anyio.CancelScope()
+        ident = self._running_ids
+        self._running[ident] = (effect, scope)
+        tg.start_soon(self._run_effect, ident, effect, handler, scope)
+
+    def _handler_for(self, effect_type: type[Effect]) -> Handler | None:
+        handler = self._handlers.get(effect_type)
+        if handler is None:
+            for base in effect_type.__mro__[1:]:
+                handler = self._handlers.get(base)  # type: ignore[arg-type]
+                if handler is not None:
+                    self._handlers[effect_type] = handler
+                    break
+        return handler
+
+    async def _run_timer(self, effect: StartTimer, scope: anyio.CancelScope) -> None:
+        from oturn.core.builtins import TimerFired
+
+        with scope:
+            await self._clock.sleep(effect.delay)
+            if self._timers.get(effect.key) is scope:
+                del self._timers[effect.key]
+            await self._deliver_outcome(TimerFired(key=effect.key))
+
+    async def _run_effect(self, ident: int, effect: Effect, handler: Handler | None, scope: anyio.CancelScope) -> None:
+        outcome: Signal
+        try:
+            with scope:
+                if handler is None:
+                    raise NoHandlerError(f"no handler is registered for {type(effect).__name__}")
+                result = await handler(effect, EffectContext(self, effect))
+                if result is None:
+                    outcome = EffectCompleted(effect=effect)
+                elif isinstance(result, Signal):
+                    outcome = result
+                else:
+                    raise UsageError(
+                        f"the handler for {type(effect).__name__} returned {type(result).__name__};"
+                        " it must return a Signal or None"
+                    )
+            if scope.cancelled_caught:
+                outcome = EffectCancelled(effect=effect)
+        except Exception as exc:
+            self._effects_failed += 1
+            kind = "no_handler" if isinstance(exc, NoHandlerError) else "error"
+            outcome = EffectFailed(effect=effect, error=ErrorInfo.from_exception(exc, kind=kind))
+        finally:
+            self._running.pop(ident, None)
+        await self._deliver_outcome(outcome)
+
+    async def _deliver_outcome(self, outcome: Signal) -> None:
+        try:
+            await self._inbox.put(outcome)
+        except ClosedError:
+            self._outcomes_discarded += 1
+
+    # -- introspection ------------------------------------------------------------------
+
+    @property
+    def state(self) -> S:
+        """The current state (the result of the last successful reduction)."""
+        return self._state
+
+    @property
+    def session(self) -> str:
+        """The session id stamped on every envelope."""
+        return self._session
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this nucleus reads time from."""
+        return self._clock
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last published envelope (0 before the first)."""
+        return self._seq
+
+    @property
+    def failure(self) -> ReducerError | None:
+        """The error that stopped the nucleus under ``on_reducer_error="stop"``."""
+        return self._failure
+
+    @property
+    def closed(self) -> bool:
+        """True once the nucleus accepts no more signals."""
+        return self._inbox.closed
+
+    def history(self) -> list[Envelope]:
+        """The envelopes still held by the history ring, oldest first."""
+        return list(self._history)
+
+    def statistics(self) -> NucleusStatistics:
+        """Counters of this nucleus."""
+        return NucleusStatistics(
+            state=self._phase.value,
+            signals_reduced=self._signal_seq,
+            last_signal_seq=self._signal_seq,
+            last_seq=self._seq,
+            events_published=self._events_published,
+            reducer_errors=self._reducer_errors,
+            inbox_depth=len(self._inbox),
+            inbox_capacity=self._inbox.capacity,
+            inbox_peak=self._inbox.peak,
+            subscribers=len(self._subs),
+            effects_started=self._effects_started,
+            effects_running=len(self._running),
+            effects_failed=self._effects_failed,
+            timers_pending=len(self._timers),
+            outcomes_discarded=self._outcomes_discarded,
+            signals_discarded=self._signals_discarded,
+            history_size=len(self._history),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Nucleus {self._session or hex(id(self))} {self._phase.value} seq={self._seq}"
+            f" signals={self._signal_seq} inbox={len(self._inbox)}/{self._inbox.capacity}"
+            f" subscribers={len(self._subs)} effects={len(self._running)}>"
+        )
