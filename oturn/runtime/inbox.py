@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
-from anyio.lowlevel import checkpoint_if_cancelled
 
 from oturn._exceptions import ClosedError, InboxFullError
+from oturn.runtime._event import Waiter
 
 __all__ = ["Inbox"]
 
@@ -23,13 +24,14 @@ class Inbox(Generic[T]):
     :class:`~oturn.ClosedError`.
     """
 
-    __slots__ = ("_capacity", "_closed", "_items", "_peak", "_recv_waiter", "_send_waiters")
+    __slots__ = ("_capacity", "_closed", "_items", "_new_waiter", "_peak", "_recv_waiter", "_send_waiters")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._items: deque[T] = deque()
-        self._recv_waiter: anyio.Event | None = None
-        self._send_waiters: deque[anyio.Event] = deque()
+        self._recv_waiter: Waiter | None = None
+        self._send_waiters: deque[Waiter] = deque()
+        self._new_waiter: Callable[[], Waiter] = anyio.Event
         self._closed = False
         self._peak = 0
 
@@ -65,11 +67,18 @@ class Inbox(Generic[T]):
     async def put(self, item: T) -> None:
         if self._closed:
             raise ClosedError("the nucleus is closed; it accepts no more signals")
-        if len(self._items) < self._capacity and not self._send_waiters:
-            await checkpoint_if_cancelled()
-            self.put_nowait(item)
+        items = self._items
+        if len(items) < self._capacity and not self._send_waiters:
+            # Like asyncio.Queue.put: no scheduling point when there is room.
+            items.append(item)
+            if len(items) > self._peak:
+                self._peak = len(items)
+            waiter = self._recv_waiter
+            if waiter is not None:
+                self._recv_waiter = None
+                waiter.set()
             return
-        event = anyio.Event()
+        event = self._new_waiter()
         self._send_waiters.append(event)
         try:
             while True:
@@ -92,12 +101,12 @@ class Inbox(Generic[T]):
             waiter.set()
         self._wake_sender()
 
-    def _rearm(self, old: anyio.Event) -> anyio.Event:
-        new = anyio.Event()
+    def _rearm(self, old: Waiter) -> Waiter:
+        new = self._new_waiter()
         self._send_waiters[self._send_waiters.index(old)] = new
         return new
 
-    def _discard(self, event: anyio.Event) -> None:
+    def _discard(self, event: Waiter) -> None:
         try:
             first = self._send_waiters[0] is event
             self._send_waiters.remove(event)
@@ -119,7 +128,7 @@ class Inbox(Generic[T]):
     async def wait_nonempty(self) -> None:
         """Wait until an item is there or the inbox closes."""
         while not self._items and not self._closed:
-            waiter = self._recv_waiter = anyio.Event()
+            waiter = self._recv_waiter = self._new_waiter()
             await waiter.wait()
 
     def close(self) -> list[T]:

@@ -6,7 +6,7 @@ import asyncio
 import enum
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
@@ -37,6 +37,7 @@ from oturn.core.envelope import Envelope
 from oturn.core.messages import Effect, Event, Signal
 from oturn.core.reducer import Reducer
 from oturn.core.transition import Transition
+from oturn.runtime._event import Waiter, waiter_factory
 from oturn.runtime.clock import Clock, SystemClock
 from oturn.runtime.effects import EffectContext, Handler
 from oturn.runtime.inbox import Inbox
@@ -161,6 +162,7 @@ class Nucleus(Generic[S]):
         self._failure: ReducerError | None = None
         self._drained = anyio.Event()
         self._ended = anyio.Event()
+        self._new_waiter: Callable[[], Waiter] = anyio.Event
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -169,6 +171,10 @@ class Nucleus(Generic[S]):
             raise UsageError("a Nucleus can be entered only once")
         self._drained = anyio.Event()
         self._ended = anyio.Event()
+        self._new_waiter = waiter_factory()
+        self._inbox._new_waiter = self._new_waiter
+        for sub in self._subs:
+            sub._new_waiter = self._new_waiter
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -221,7 +227,19 @@ class Nucleus(Generic[S]):
         """Put ``signal`` in the inbox, waiting while it is full."""
         if not isinstance(signal, Signal):
             raise InvalidSignalError(f"send() takes a Signal; got {type(signal).__name__}: {signal!r}")
-        await self._inbox.put(signal)
+        inbox = self._inbox
+        items = inbox._items
+        if len(items) < inbox._capacity and not inbox._closed and not inbox._send_waiters:
+            # Fast path, inlined: no scheduling point when there is room (like asyncio.Queue.put).
+            items.append(signal)
+            if len(items) > inbox._peak:
+                inbox._peak = len(items)
+            waiter = inbox._recv_waiter
+            if waiter is not None:
+                inbox._recv_waiter = None
+                waiter.set()
+            return
+        await inbox.put(signal)
 
     def send_nowait(self, signal: Signal) -> None:
         """Put ``signal`` in the inbox or raise :class:`~oturn.InboxFullError` when it is full."""
@@ -323,6 +341,8 @@ class Nucleus(Generic[S]):
                 sub._replay = deque(env for env in replay if sub._accepts(env))
                 sub._replayed = len(sub._replay)
         sub._min_seq = min_seq
+        sub._filtered = types is not None or session is not None or min_seq > 0
+        sub._new_waiter = self._new_waiter
         if ended:
             sub._end()
         else:
@@ -354,19 +374,65 @@ class Nucleus(Generic[S]):
     # -- the loop -----------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        # The hot path: everything for one signal happens inline, without creating a
+        # coroutine, unless a ``block`` subscriber is full (then we wait for it).
         inbox = self._inbox
+        items = inbox._items
+        reducer = self._reducer
+        history = self._history
+        keep = self._history_limit
+        session = self._session
+        now = self._clock.now
         budget = _YIELD_EVERY
         try:
             while True:
-                if not len(inbox):
+                if not items:
                     if inbox.closed:
                         break
                     budget = _YIELD_EVERY
                     await inbox.wait_nonempty()
                     continue
-                await self._step(inbox.get_nowait())
-                if self._phase in (_Phase.TERMINATED, _Phase.FAILED):
+                signal = items.popleft()
+                if inbox._send_waiters:
+                    inbox._send_waiters[0].set()
+                self._signal_seq = cause = self._signal_seq + 1
+                try:
+                    t = reducer(self._state, signal)
+                except Exception as exc:
+                    await self._reducer_failed(signal, "reducer", f"{type(exc).__name__}: {exc}", exc)
+                    if self._phase is _Phase.FAILED:
+                        break
+                    continue
+                if type(t) is not Transition and not isinstance(t, Transition):
+                    await self._reducer_failed(
+                        signal, "contract", f"the reducer returned {type(t).__name__}, not a Transition", None
+                    )
+                    if self._phase is _Phase.FAILED:
+                        break
+                    continue
+                self._state = t.state
+                events = t.events
+                if events:
+                    at = now()
+                    turn = t.turn
+                    for event in events:
+                        self._seq = seq = self._seq + 1
+                        env = Envelope(seq=seq, at=at, session=session, turn=turn, cause=cause, event=event)
+                        if keep:
+                            history.append(env)
+                        for sub in self._subs:
+                            if sub._filtered and not sub._accepts(env):
+                                continue
+                            if not sub._offer(env):
+                                await sub._offer_blocking(env)
+                    self._events_published += len(events)
+                if t.terminal:
+                    self._phase = _Phase.TERMINATED
+                    self._outcomes_discarded += len(t.effects)
+                    self._terminate()
                     break
+                for effect in t.effects:
+                    self._dispatch(effect)
                 budget -= 1
                 if not budget:
                     budget = _YIELD_EVERY
@@ -376,44 +442,18 @@ class Nucleus(Generic[S]):
         self._end_subscriptions()
         self._ended.set()
 
-    async def _step(self, signal: Signal) -> None:
-        self._signal_seq += 1
-        try:
-            t = self._reducer(self._state, signal)
-        except Exception as exc:
-            await self._reducer_failed(signal, "reducer", f"{type(exc).__name__}: {exc}", exc)
-            return
-        if type(t) is not Transition and not isinstance(t, Transition):
-            await self._reducer_failed(
-                signal, "contract", f"the reducer returned {type(t).__name__}, not a Transition", None
-            )
-            return
-        self._state = t.state
-        if t.events:
-            await self._publish(t.events, t.turn)
-        if t.terminal:
-            self._phase = _Phase.TERMINATED
-            self._outcomes_discarded += len(t.effects)
-            self._terminate()
-            return
-        for effect in t.effects:
-            self._dispatch(effect)
-
     async def _publish(self, events: Iterable[Event], turn: str | None) -> None:
         at = self._clock.now()
         session = self._session
         cause = self._signal_seq
-        history = self._history
-        keep = self._history_limit
         for event in events:
-            seq = self._seq + 1
+            self._seq = seq = self._seq + 1
             env = Envelope(seq=seq, at=at, session=session, turn=turn, cause=cause, event=event)
-            self._seq = seq
             self._events_published += 1
-            if keep:
-                history.append(env)
+            if self._history_limit:
+                self._history.append(env)
             for sub in self._subs:
-                if (sub._types is not None or sub._session is not None or sub._min_seq) and not sub._accepts(env):
+                if sub._filtered and not sub._accepts(env):
                     continue
                 if not sub._offer(env):
                     await sub._offer_blocking(env)

@@ -13,6 +13,7 @@ import anyio
 from oturn._exceptions import ClosedError, InvalidPolicyError, SubscriberDisconnected, WouldBlock
 from oturn.core.envelope import Envelope
 from oturn.core.messages import Event
+from oturn.runtime._event import Waiter
 from oturn.runtime.policy import Policy, parse_policy
 from oturn.runtime.statistics import SubscriptionStatistics
 
@@ -34,8 +35,10 @@ class _Base:
         "_detach",
         "_disconnected",
         "_dropped",
+        "_filtered",
         "_merged",
         "_min_seq",
+        "_new_waiter",
         "_peak",
         "_policy",
         "_replayed",
@@ -69,6 +72,8 @@ class _Base:
         self._replayed = 0
         self._peak = 0
         self._min_seq = 0
+        self._filtered = types is not None or session is not None
+        self._new_waiter: Callable[[], Waiter] = anyio.Event
 
     def _accepts(self, env: Envelope) -> bool:
         if env.seq < self._min_seq:
@@ -116,8 +121,8 @@ class Subscription(_Base):
         self._maxlen = 1 if self._policy is Policy.LATEST else _check_buffer(buffer)
         self._buf: deque[Envelope] = deque()
         self._replay: deque[Envelope] = deque(replay)
-        self._waiter: anyio.Event | None = None
-        self._space: anyio.Event | None = None
+        self._waiter: Waiter | None = None
+        self._space: Waiter | None = None
         self._resume_from: int | None = None
         self._replayed = len(replay)
 
@@ -170,7 +175,7 @@ class Subscription(_Base):
 
     async def _offer_blocking(self, env: Envelope) -> None:
         while not self._closed and len(self._buf) >= self._maxlen:
-            space = self._space = anyio.Event()
+            space = self._space = self._new_waiter()
             await space.wait()
         if not self._closed:
             self._offer(env)
@@ -213,7 +218,7 @@ class Subscription(_Base):
                 if self._resume_from is not None:
                     raise SubscriberDisconnected(self._resume_from)
                 raise StopAsyncIteration
-            waiter = self._waiter = anyio.Event()
+            waiter = self._waiter = self._new_waiter()
             await waiter.wait()
 
     async def get(self) -> Envelope:
