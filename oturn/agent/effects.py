@@ -6,7 +6,7 @@ from typing import Any
 
 from oturn.core.messages import Effect
 
-__all__ = ["CallModel", "RunTool"]
+__all__ = ["CallModel", "DeliverChoice", "RunTool"]
 
 
 class CallModel(Effect, frozen=True, kw_only=True, tag="call_model"):
@@ -37,3 +37,10 @@ class RunTool(Effect, frozen=True, kw_only=True, tag="run_tool"):
     key: str
     name: str
     arguments: str
+
+
+class DeliverChoice(Effect, frozen=True, kw_only=True, tag="deliver_choice"):
+    """Hand the answer ``value`` of the choice request ``id`` to the tool waiting for it (``None``: cancelled)."""
+
+    id: str
+    value: str | None

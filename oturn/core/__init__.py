@@ -8,6 +8,7 @@ from oturn.core.builtins import (
     EffectFailed,
     ErrorEvent,
     ErrorInfo,
+    Feed,
     StartTimer,
     TimerFired,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ErrorEvent",
     "ErrorInfo",
     "Event",
+    "Feed",
     "FunctionPart",
     "Message",
     "Part",

@@ -1,7 +1,7 @@
 """Signals, effects and events the nucleus itself understands.
 
 - Effects the runtime executes without a registered handler: :class:`StartTimer`,
-  :class:`CancelTimer`, :class:`CancelEffect`.
+  :class:`CancelTimer`, :class:`CancelEffect`, :class:`Feed`.
 - Outcome signals the runtime feeds back: :class:`TimerFired`, :class:`EffectCompleted`,
   :class:`EffectFailed`, :class:`EffectCancelled`. Every effect handed to a handler ends
   in exactly one outcome (a handler may instead return its own signal as the outcome).
@@ -22,6 +22,7 @@ __all__ = [
     "EffectFailed",
     "ErrorEvent",
     "ErrorInfo",
+    "Feed",
     "StartTimer",
     "TimerFired",
 ]
@@ -76,6 +77,17 @@ class CancelEffect(Effect, frozen=True, kw_only=True, tag="cancel_effect"):
     """Cancel the running effect whose ``key`` is ``target``; it ends in :class:`EffectCancelled`."""
 
     target: str
+
+
+class Feed(Effect, frozen=True, kw_only=True, tag="feed"):
+    """Put ``signal`` back into the nucleus inbox, behind what is already queued.
+
+    For a reducer that wants to continue in a later reduction (e.g. to start a queued
+    turn after the current one has finished, so each turn's events carry its own turn
+    id). The fed signal is an ordinary signal: it is logged and replayed like any other.
+    """
+
+    signal: Signal
 
 
 class TimerFired(Signal, frozen=True, kw_only=True, tag="timer_fired"):

@@ -31,6 +31,7 @@ from oturn.core.builtins import (
     EffectFailed,
     ErrorEvent,
     ErrorInfo,
+    Feed,
     StartTimer,
 )
 from oturn.core.envelope import Envelope
@@ -49,7 +50,7 @@ __all__ = ["Nucleus", "OnReducerError"]
 
 S = TypeVar("S")
 
-_BUILTIN_EFFECTS = (StartTimer, CancelTimer, CancelEffect)
+_BUILTIN_EFFECTS = (StartTimer, CancelTimer, CancelEffect, Feed)
 _YIELD_EVERY = 64
 
 
@@ -179,7 +180,7 @@ class Nucleus(Generic[S]):
         await tg.__aenter__()
         self._tg = tg
         self._phase = _Phase.RUNNING
-        tg.start_soon(self._loop, name=f"oturn-nucleus-{self._session or id(self):x}")
+        tg.start_soon(self._loop, name=f"oturn-nucleus-{self._session or format(id(self), 'x')}")
         return self
 
     async def __aexit__(
@@ -195,7 +196,18 @@ class Nucleus(Generic[S]):
                     await self._drained.wait()
         finally:
             self._shutdown()
-        return await tg.__aexit__(exc_type, exc, tb)
+        try:
+            return await tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The nucleus's own tasks never raise: a group holding just the body's
+            # exception is unwrapped, so `except KeyError:` around the block works.
+            if exc is None or len(group.exceptions) != 1 or group.exceptions[0] is not exc:
+                raise
+            context = exc.__context__
+            try:
+                raise exc from exc.__cause__
+            finally:
+                exc.__context__ = context
 
     async def aclose(self) -> None:
         """Stop now: refuse new signals, discard queued ones, cancel effects and timers."""
@@ -324,9 +336,16 @@ class Nucleus(Generic[S]):
                 session=session,
                 detach=self._detach,
             )
-            for env in replay:
-                if sub._accepts(env):
-                    sub._offer(env)
+            accepted = [env for env in replay if sub._accepts(env)]
+            room = queue.maxsize - queue.qsize() if queue.maxsize > 0 else len(accepted)
+            if sub.policy is Policy.BLOCK and len(accepted) > room:
+                # subscribe() cannot wait, and a block subscriber must not lose envelopes.
+                raise InvalidPolicyError(
+                    f"the replay from seq {from_seq} holds {len(accepted)} envelopes but the queue has room"
+                    f" for {room}; use a larger queue, or subscribe(from_seq=...) without a queue"
+                )
+            for env in accepted:
+                sub._offer(env)
             self._queue_subs[id(queue)] = sub
         else:
             sub = Subscription(
@@ -506,6 +525,9 @@ class Nucleus(Generic[S]):
             old = self._timers.pop(effect.key, None)
             if old is not None:
                 old.cancel()
+            return
+        if isinstance(effect, Feed):
+            tg.start_soon(self._deliver_outcome, effect.signal)
             return
         if isinstance(effect, CancelEffect):
             for running, scope in self._running.values():

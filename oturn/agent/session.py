@@ -1,0 +1,240 @@
+"""A running agent session: the turn reducer on a nucleus, with the model and tool handlers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from oturn._exceptions import ClosedError, ToolError, UsageError
+from oturn.agent.effects import CallModel, DeliverChoice, RunTool
+from oturn.agent.events import InputRejected, TurnFinished
+from oturn.agent.signals import (
+    Approve,
+    Cancel,
+    CancelMode,
+    ChoiceAsked,
+    Choose,
+    Deny,
+    ModelDone,
+    ModelStream,
+    ToolFinished,
+    ToolProgress,
+    UserInput,
+)
+from oturn.agent.state import AgentState
+from oturn.agent.turn import TurnReducer
+from oturn.core.messages import Event, Signal
+from oturn.runtime.clock import Clock
+from oturn.runtime.effects import EffectContext
+from oturn.runtime.nucleus import Nucleus
+from oturn.runtime.policy import Policy
+from oturn.runtime.statistics import NucleusStatistics
+from oturn.runtime.subscription import Subscription
+from oturn.tools.context import ToolContext
+from oturn.tools.runner import run_tool
+
+if TYPE_CHECKING:
+    from oturn.agent.agent import Agent
+
+__all__ = ["InputRejectedError", "Session"]
+
+
+class InputRejectedError(UsageError):
+    """``Session.run`` was given input the session did not accept (empty, or mid-turn with policy ``reject``)."""
+
+
+class _Choice:
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value: str | None = None
+
+
+class Session:
+    """One conversation with an :class:`~oturn.Agent`; use it as ``async with agent.session() as session``.
+
+    Everything it does goes through signals, so everything can be logged, replayed and
+    answered from elsewhere: ``send`` (a :class:`~oturn.agent.signals.UserInput`),
+    ``approve`` / ``deny`` / ``choose`` (answers to requests, by id), ``cancel``.
+    ``subscribe`` gives the typed events in envelopes; ``run`` sends and waits for the
+    turn's ``turn_finished``.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        id: str | None = None,
+        clock: Clock | None = None,
+        inbox: int = 1024,
+        history: int = 4096,
+    ) -> None:
+        self._agent = agent
+        self._id = id or uuid.uuid4().hex[:12]
+        self._reducer = TurnReducer(agent.turn_config)
+        self._choices: dict[str, _Choice] = {}
+        self._inputs = 0
+        self._nucleus: Nucleus[AgentState] = Nucleus(
+            self._reducer,
+            self._reducer.initial(),
+            handlers={CallModel: self._call_model, RunTool: self._run_tool, DeliverChoice: self._deliver_choice},
+            clock=clock,
+            session=self._id,
+            inbox=inbox,
+            history=history,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        await self._nucleus.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return await self._nucleus.__aexit__(exc_type, exc, tb)
+
+    # -- what users do ------------------------------------------------------------------
+
+    async def send(self, text: str, *, id: str | None = None) -> str:
+        """Send a user message; returns its input id (echoed by ``message_sent``, ``turn_started``, ...)."""
+        if not isinstance(text, str):
+            raise UsageError(f"send() takes the message text (str); got {type(text).__name__}")
+        input_id = id or self._next_input_id()
+        await self._nucleus.send(UserInput(id=input_id, text=text))
+        return input_id
+
+    async def run(self, text: str, *, timeout: float | None = None) -> TurnFinished:
+        """Send ``text`` and wait for its turn to finish; returns the ``turn_finished`` event.
+
+        Raises :class:`InputRejectedError` if the input was not accepted and
+        :class:`TimeoutError` after ``timeout`` seconds.
+        """
+        input_id = self._next_input_id()
+        async with self._nucleus.subscribe(types=(TurnFinished, InputRejected), policy=Policy.BLOCK) as sub:
+            await self.send(text, id=input_id)
+            with anyio.fail_after(timeout):
+                async for envelope in sub:
+                    event = envelope.event
+                    if isinstance(event, TurnFinished) and event.input_id == input_id:
+                        return event
+                    if isinstance(event, InputRejected) and event.input_id == input_id:
+                        raise InputRejectedError(f"input {input_id} was rejected: {event.reason}")
+        raise ClosedError("the session ended before the turn finished")
+
+    async def approve(self, request_id: str, *, arguments: str | None = None, always: bool = False) -> None:
+        """Approve a pending request; ``arguments`` replaces the call's JSON arguments; ``always`` allows the tool for the session."""
+        await self._nucleus.send(Approve(id=request_id, arguments=arguments, always=always))
+
+    async def deny(self, request_id: str, message: str = "", *, stop: bool = False) -> None:
+        """Deny a pending request; ``message`` goes to the model; ``stop`` ends the turn as ``denied``."""
+        await self._nucleus.send(Deny(id=request_id, message=message, stop=stop))
+
+    async def choose(self, request_id: str, value: str) -> None:
+        """Answer a choice request with one of its option values."""
+        await self._nucleus.send(Choose(id=request_id, value=value))
+
+    async def cancel(self, mode: CancelMode = "immediate") -> None:
+        """Cancel the turn running now (a no-op, reported as ``ignored``, when none is)."""
+        if mode not in ("immediate", "after_step"):
+            raise UsageError(f"cancel mode is 'immediate' or 'after_step'; got {mode!r}")
+        await self._nucleus.send(Cancel(mode=mode, turn=self._nucleus.state.turn))
+
+    async def signal(self, signal: Signal) -> None:
+        """Send any signal (e.g. one received from another process)."""
+        await self._nucleus.send(signal)
+
+    def subscribe(
+        self,
+        *,
+        policy: Policy | str = Policy.BLOCK,
+        buffer: int = 1024,
+        types: Iterable[type[Event]] | None = None,
+        from_seq: int | None = None,
+    ) -> Subscription:
+        """Subscribe to this session's envelopes (see :meth:`oturn.Nucleus.subscribe`)."""
+        return self._nucleus.subscribe(policy=policy, buffer=buffer, types=types, from_seq=from_seq)
+
+    # -- introspection ------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session id (stamped on every envelope)."""
+        return self._id
+
+    @property
+    def state(self) -> AgentState:
+        """The reduced state (phase, history, pending calls, usage, ...)."""
+        return self._nucleus.state
+
+    @property
+    def history(self) -> tuple[dict[str, Any], ...]:
+        """The conversation in the OpenAI chat format."""
+        return self._nucleus.state.history
+
+    @property
+    def nucleus(self) -> Nucleus[AgentState]:
+        """The nucleus underneath (for statistics, history, advanced subscriptions)."""
+        return self._nucleus
+
+    def statistics(self) -> NucleusStatistics:
+        """The nucleus counters."""
+        return self._nucleus.statistics()
+
+    def __repr__(self) -> str:
+        state = self._nucleus.state
+        return f"<Session {self._id} {state.phase} turns={state.turns} history={len(state.history)}>"
+
+    def _next_input_id(self) -> str:
+        self._inputs += 1
+        return f"{self._id}-in{self._inputs}"
+
+    # -- effect handlers ----------------------------------------------------------------
+
+    async def _call_model(self, effect: CallModel, ctx: EffectContext[CallModel]) -> Signal:
+        async for batch in self._agent.model.stream(effect):
+            if batch:
+                await ctx.send(ModelStream(call=effect.key, deltas=tuple(batch)))
+        return ModelDone(call=effect.key)
+
+    async def _run_tool(self, effect: RunTool, ctx: EffectContext[RunTool]) -> Signal:
+        asked = 0
+
+        async def progress(text: str) -> None:
+            await ctx.send(ToolProgress(call=effect.key, text=text))
+
+        async def choose(prompt: str, options: Mapping[str, str]) -> str:
+            nonlocal asked
+            asked += 1
+            request = f"{effect.key}.c{asked}"
+            waiter = self._choices[request] = _Choice()
+            try:
+                await ctx.send(ChoiceAsked(id=request, call=effect.key, prompt=prompt, options=dict(options)))
+                await waiter.event.wait()
+            finally:
+                self._choices.pop(request, None)
+            if waiter.value is None:
+                raise ToolError("the user did not answer the choice (the turn was cancelled)")
+            return waiter.value
+
+        tool_ctx = ToolContext(
+            tool_call_id=effect.key, tool_name=effect.name, session=self._id, progress=progress, choose=choose
+        )
+        outcome = await run_tool(
+            self._agent.registry, effect.name, effect.arguments, tool_ctx, default_timeout=self._agent.tool_timeout
+        )
+        return ToolFinished(
+            call=effect.key, content=outcome.content, status=outcome.status, error_type=outcome.error_type
+        )
+
+    async def _deliver_choice(self, effect: DeliverChoice, ctx: EffectContext[DeliverChoice]) -> None:
+        waiter = self._choices.get(effect.id)
+        if waiter is not None:
+            waiter.value = effect.value
+            waiter.event.set()
