@@ -4,7 +4,11 @@ An embeddable runtime for turn-based systems: a pure reducer turns signals into
 transitions, a nucleus fans the resulting events out to subscribers, and effect
 handlers do the I/O at the edges. ``import oturn`` loads only the core and the
 runtime; LiteLLM, redis, aiosqlite and textual are imported lazily where used.
+The agent layer (``Agent``, ``tool``, ...) loads on first use of one of its names, so
+that ``import oturn`` stays fast for applications that only use the nucleus.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from oturn._exceptions import (
     AuthenticationError,
@@ -79,7 +83,43 @@ from oturn.runtime import (
     run,
 )
 
+# Re-exported lazily: importing these pulls in pydantic (tools) and the agent layer.
+_LAZY = {
+    "Agent": "oturn.agent",
+    "AgentState": "oturn.agent",
+    "InputRejectedError": "oturn.agent",
+    "Model": "oturn.agent",
+    "Session": "oturn.agent",
+    "Tool": "oturn.tools",
+    "ToolContext": "oturn.tools",
+    "ToolRegistry": "oturn.tools",
+    "Usage": "oturn.agent",
+    "tool": "oturn.tools",
+}
+
+if TYPE_CHECKING:
+    from oturn.agent import Agent, AgentState, InputRejectedError, Model, Session, Usage
+    from oturn.tools import Tool, ToolContext, ToolRegistry, tool
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'oturn' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
+    "Agent",
+    "AgentState",
     "AuthenticationError",
     "BadRequest",
     "CancelEffect",
@@ -104,8 +144,10 @@ __all__ = [
     "Handler",
     "HistoryUnavailableError",
     "InboxFullError",
+    "InputRejectedError",
     "InvalidPolicyError",
     "InvalidSignalError",
+    "Model",
     "NoHandlerError",
     "Nucleus",
     "NucleusStatistics",
@@ -123,27 +165,33 @@ __all__ = [
     "Reducer",
     "ReducerContractError",
     "ReducerError",
+    "Session",
     "Signal",
     "StartTimer",
     "StoreError",
     "StreamDecodeError",
     "StreamInterrupted",
     "StreamStalled",
-    "Subscription",
     "SubscriberDisconnected",
+    "Subscription",
     "SubscriptionError",
     "SubscriptionStatistics",
     "SystemClock",
     "TimerFired",
+    "Tool",
     "ToolArgumentsError",
+    "ToolContext",
     "ToolError",
+    "ToolRegistry",
     "ToolTimeoutError",
     "Transition",
     "UnknownToolError",
+    "Usage",
     "UsageError",
     "WouldBlock",
     "__version__",
     "compose",
     "part",
     "run",
+    "tool",
 ]

@@ -130,7 +130,7 @@ class FakeModel:
 
         ``index`` defaults to the number of tool calls before it in the response.
         """
-        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
         pieces = _split(text, fragments) if text else [""]
         deltas: list[StreamDelta] = [ToolCallDelta(index=index, id=id, name=name, arguments=pieces[0])]
         deltas.extend(ToolCallDelta(index=index, arguments=piece) for piece in pieces[1:])
