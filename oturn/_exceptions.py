@@ -19,8 +19,20 @@ outage and ``except ProviderError`` never hides a bug::
     │   └── SubscriberDisconnected    a ``disconnect``-policy subscriber fell behind; resume_from
     ├── EffectError                   an effect handler failed (carried back as a signal)
     │   └── NoHandlerError            no handler is registered for an effect type
-    ├── ProviderError                 a model provider failed (status, retry_after kept)
+    ├── ProviderError                 a model provider failed (status, retry_after, retryable kept)
+    │   ├── StreamDecodeError         a streamed payload is not valid JSON / not an object
+    │   ├── ProviderConnectionError   could not connect (refused, reset, DNS); retryable
+    │   ├── ProviderTimeout           no answer within the deadline; retryable
+    │   ├── RateLimited               HTTP 429 (retry_after from the provider's headers); retryable
+    │   ├── ProviderUnavailable       HTTP 5xx; retryable
+    │   ├── AuthenticationError       HTTP 401/403: bad or missing credentials; not retryable
+    │   ├── BadRequest                HTTP 400/404/422/...: the request itself is wrong; not retryable
+    │   └── StreamInterrupted         the stream failed after it had started (partial_text kept)
+    │       └── StreamStalled         (also ProviderTimeout) no chunk within the idle timeout
     ├── ToolError                     a tool failed, timed out or got bad arguments
+    │   ├── ToolArgumentsError        a tool call's arguments are not valid JSON / do not fit its schema
+    │   ├── ToolTimeoutError          (also TimeoutError) a tool did not finish within its timeout
+    │   └── UnknownToolError          (also LookupError) no tool has the name the model asked for
     ├── PeerError                     another node of a cluster failed or misbehaved
     └── StoreError                    persistence failed
         └── CorruptRecordError        a stored record is unreadable (session + seq named)
@@ -32,6 +44,8 @@ with ``raise ... from`` so the original stays on ``__cause__``.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
+    "BadRequest",
     "ClosedError",
     "CorruptRecordError",
     "EffectError",
@@ -42,13 +56,23 @@ __all__ = [
     "NoHandlerError",
     "OturnError",
     "PeerError",
+    "ProviderConnectionError",
     "ProviderError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RateLimited",
     "ReducerContractError",
     "ReducerError",
     "StoreError",
+    "StreamDecodeError",
+    "StreamInterrupted",
+    "StreamStalled",
     "SubscriberDisconnected",
     "SubscriptionError",
+    "ToolArgumentsError",
     "ToolError",
+    "ToolTimeoutError",
+    "UnknownToolError",
     "UsageError",
     "WouldBlock",
 ]
@@ -142,9 +166,136 @@ class ProviderError(OturnError):
         self.retry_after = retry_after
         super().__init__(message)
 
+    @property
+    def retryable(self) -> bool:
+        """Whether trying the same call again may succeed (408, 409, 425, 429 and 5xx are; unknown is not)."""
+        return _status_retryable(self.status, default=False)
+
+
+def _status_retryable(status: int | None, *, default: bool) -> bool:
+    if status is None:
+        return default
+    return status in (408, 409, 425, 429) or status >= 500
+
+
+class StreamDecodeError(ProviderError):
+    """A payload of a model's event stream could not be decoded (invalid JSON, or not a JSON object).
+
+    The message quotes the start of the offending data; the decoder's exception is on
+    ``__cause__``.
+    """
+
+
+class ProviderConnectionError(ProviderError):
+    """The provider could not be reached: connection refused or reset, DNS failure, no route."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer within the call's deadline (or sent HTTP 408)."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class RateLimited(ProviderError):
+    """The provider refused the call for now (HTTP 429); ``retry_after`` says how long to wait, when it said."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider failed on its side (HTTP 5xx: internal error, bad gateway, overloaded, ...)."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the credentials (HTTP 401) or the access (HTTP 403)."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class BadRequest(ProviderError):
+    """The provider rejected the request itself (HTTP 400, 404, 422, ...): sending it again will not help."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class StreamInterrupted(ProviderError):
+    """The stream failed after it had started: dropped, stalled, or an error payload mid-stream.
+
+    ``partial_text`` is the answer text received before the failure (``""`` if none);
+    ``status`` is the provider's, when the failure carried one (an in-stream error
+    payload). Retryable unless that status says otherwise; whether a retry is still
+    allowed once output reached subscribers is the caller's decision.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        partial_text: str = "",
+    ) -> None:
+        self.partial_text = partial_text
+        super().__init__(message, status=status, retry_after=retry_after)
+
+    @property
+    def retryable(self) -> bool:
+        return _status_retryable(self.status, default=True)
+
+
+class StreamStalled(StreamInterrupted, ProviderTimeout):
+    """The stream started, then no chunk arrived within the idle timeout (or the call's deadline passed)."""
+
 
 class ToolError(OturnError):
     """A tool failed, timed out, or was called with bad arguments."""
+
+
+class ToolArgumentsError(ToolError):
+    """A tool call's arguments are not valid JSON or do not match the tool's parameters.
+
+    The message is written for the model (which argument, what was wrong, what was
+    expected), so it can be sent back as the tool result. ``tool`` names the tool.
+    """
+
+    def __init__(self, message: str, *, tool: str | None = None) -> None:
+        self.tool = tool
+        super().__init__(message)
+
+
+class ToolTimeoutError(ToolError, TimeoutError):
+    """A tool did not finish within ``timeout`` seconds."""
+
+    def __init__(self, tool: str, timeout: float) -> None:
+        self.tool = tool
+        self.timeout = timeout
+        super().__init__(f"Tool {tool!r} timed out after {timeout:g} seconds.")
+
+
+class UnknownToolError(ToolError, LookupError):
+    """No tool is registered under ``name``; ``available`` lists the names that are."""
+
+    def __init__(self, name: str, available: tuple[str, ...]) -> None:
+        self.name = name
+        self.available = available
+        listed = ", ".join(available) if available else "none"
+        super().__init__(f"Unknown tool {name!r}. Available tools: {listed}.")
 
 
 class PeerError(OturnError):
