@@ -217,7 +217,9 @@ class StreamState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
             return ()
         return c.tool_calls
 
-    def message(self, choice: int = 0, *, include_reasoning: bool = False, id_prefix: str = "oturn_call_") -> dict[str, Any]:
+    def message(
+        self, choice: int = 0, *, include_reasoning: bool = False, id_prefix: str = "oturn_call_"
+    ) -> dict[str, Any]:
         """The assistant message of ``choice`` in the OpenAI chat format (what LiteLLM takes).
 
         ``content`` is the text (``None`` when it is empty and there are tool calls);
@@ -415,27 +417,32 @@ class _Batch:
     def run(self, deltas: Sequence[StreamDelta]) -> StreamState:
         state = self.state
         usage, raw_usage, error = state.usage, state.raw_usage, None
+        last_index, last = -1, None  # most batches are all choice 0: skip the lookup
         for d in deltas:
-            if isinstance(d, TextDelta):
-                b = self._choice(d.choice)
-                if b.text is None:
-                    b.text = [d.text]
+            kind = type(d)
+            if kind is TextDelta or kind is ReasoningDelta or kind is RefusalDelta or kind is ToolCallDelta:
+                index = d.choice  # type: ignore[attr-defined]
+                if index == last_index and last is not None:
+                    b = last
                 else:
-                    b.text.append(d.text)
-            elif isinstance(d, ToolCallDelta):
-                self._choice(d.choice).tool(d)
-            elif isinstance(d, ReasoningDelta):
-                b = self._choice(d.choice)
-                if b.reasoning is None:
-                    b.reasoning = [d.text]
+                    b = last = self._choice(index)
+                    last_index = index
+                if kind is TextDelta:
+                    if b.text is None:
+                        b.text = [d.text]  # type: ignore[attr-defined]
+                    else:
+                        b.text.append(d.text)  # type: ignore[attr-defined]
+                elif kind is ToolCallDelta:
+                    b.tool(d)  # type: ignore[arg-type]
+                elif kind is ReasoningDelta:
+                    if b.reasoning is None:
+                        b.reasoning = [d.text]  # type: ignore[attr-defined]
+                    else:
+                        b.reasoning.append(d.text)  # type: ignore[attr-defined]
+                elif b.refusal is None:
+                    b.refusal = [d.text]  # type: ignore[attr-defined]
                 else:
-                    b.reasoning.append(d.text)
-            elif isinstance(d, RefusalDelta):
-                b = self._choice(d.choice)
-                if b.refusal is None:
-                    b.refusal = [d.text]
-                else:
-                    b.refusal.append(d.text)
+                    b.refusal.append(d.text)  # type: ignore[attr-defined]
             elif isinstance(d, FinishDelta):
                 self._choice(d.choice).finish = d.reason
             elif isinstance(d, UsageDelta):

@@ -653,35 +653,58 @@ class TurnReducer:
 
 
 def _delta_events(deltas: Sequence[StreamDelta], stream: StreamState) -> list[Event]:
-    """Events for a batch of deltas of choice 0, consecutive ones of a kind merged."""
+    """Events for a batch of deltas of choice 0: each run of one kind becomes one event."""
     events: list[Event] = []
-    last: Event | None = None
+    run_kind: type | None = None
+    run: list[str] = []
+    run_call: ToolCallDelta | None = None
+
+    def flush() -> None:
+        if not run:
+            return
+        text = "".join(run)
+        if run_kind is AssistantReasoningDelta:
+            events.append(AssistantReasoningDelta(text=text))
+        elif run_kind is AssistantDelta:
+            events.append(AssistantDelta(text=text))
+        elif run_call is not None:
+            index = run_call.index if run_call.index is not None else max(stream.choice(0).last_slot, 0)
+            events.append(ToolCallDeltaEvent(index=index, id=run_call.id or None, name=run_call.name or None, arguments=text))
+        run.clear()
+
     for d in deltas:
         kind = type(d)
-        event: Event
         if kind is TextDelta or kind is RefusalDelta:
             if d.choice or not d.text:  # type: ignore[attr-defined]
                 continue
-            event = AssistantDelta(text=d.text)  # type: ignore[attr-defined]
+            if run_kind is not AssistantDelta:
+                flush()
+                run_kind = AssistantDelta
+            run.append(d.text)  # type: ignore[attr-defined]
         elif kind is ReasoningDelta:
             if d.choice or not d.text:  # type: ignore[attr-defined]
                 continue
-            event = AssistantReasoningDelta(text=d.text)  # type: ignore[attr-defined]
+            if run_kind is not AssistantReasoningDelta:
+                flush()
+                run_kind = AssistantReasoningDelta
+            run.append(d.text)  # type: ignore[attr-defined]
         elif kind is ToolCallDelta:
             assert isinstance(d, ToolCallDelta)
             if d.choice:
                 continue
-            index = d.index if d.index is not None else max(stream.choice(0).last_slot, 0)
-            event = ToolCallDeltaEvent(index=index, id=d.id or None, name=d.name or None, arguments=d.arguments or "")
-        else:
-            continue
-        if last is not None:
-            merged = last.merge(event)
-            if merged is not None:
-                events[-1] = last = merged
-                continue
-        events.append(event)
-        last = event
+            same = (
+                run_kind is ToolCallDeltaEvent
+                and run_call is not None
+                and (d.index is None or d.index == run_call.index)
+                and not d.id
+                and not d.name
+            )
+            if not same:
+                flush()
+                run_kind = ToolCallDeltaEvent
+                run_call = d
+            run.append(d.arguments or "")
+    flush()
     return events
 
 

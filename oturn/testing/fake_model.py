@@ -104,6 +104,7 @@ class FakeModel:
         self._batch = batch
         self.name = name
         self.calls: list[CallModel] = []
+        self._compiled = {i: self._compile(r) for i, r in enumerate(self._responses) if not callable(r)}
 
     # -- script items ---------------------------------------------------------------------
 
@@ -177,33 +178,44 @@ class FakeModel:
             )
         response = self._responses[self._next]
         self._next += 1
-        items = response(call) if callable(response) else response
+        steps = self._compiled.get(self._next - 1)
+        if steps is None:
+            steps = self._compile(response(call) if callable(response) else response)
+        for step in steps:
+            if type(step) is tuple:
+                yield step
+            elif isinstance(step, _Delay):
+                await self._sleep(step.seconds)
+            else:
+                assert isinstance(step, _Fail)
+                raise ProviderError(step.message, status=step.status, retry_after=step.retry_after)
+
+    def _compile(self, items: Sequence[Item]) -> list[tuple[StreamDelta, ...] | _Delay | _Fail]:
+        """The response as the batches to yield and the delays and failures between them."""
+        steps: list[tuple[StreamDelta, ...] | _Delay | _Fail] = []
         pending: list[StreamDelta] = []
         tool_calls = 0
         for item in _flatten(items):
-            if isinstance(item, _Delay):
+            if isinstance(item, _Delay | _Fail):
                 if pending:
-                    yield pending
+                    steps.append(tuple(pending))
                     pending = []
-                await self._sleep(item.seconds)
-            elif isinstance(item, _Fail):
-                if pending:
-                    yield pending
-                    pending = []
-                raise ProviderError(item.message, status=item.status, retry_after=item.retry_after)
-            else:
-                if isinstance(item, ToolCallDelta) and item.name is not None:
+                steps.append(item)
+                continue
+            if isinstance(item, ToolCallDelta):
+                if item.name is not None:
                     if item.index is None:
                         item = msgspec.structs.replace(item, index=tool_calls)
                     tool_calls = (item.index or 0) + 1
-                elif isinstance(item, ToolCallDelta) and item.index is None:
+                elif item.index is None:
                     item = msgspec.structs.replace(item, index=max(tool_calls - 1, 0))
-                if self._batch:
-                    pending.append(item)
-                else:
-                    yield (item,)
+            if self._batch:
+                pending.append(item)
+            else:
+                steps.append((item,))
         if pending:
-            yield pending
+            steps.append(tuple(pending))
+        return steps
 
     async def _sleep(self, seconds: float) -> None:
         if self._clock is not None:

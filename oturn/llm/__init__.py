@@ -1,0 +1,17 @@
+"""Model-provider adapters: the SSE reader and the chunk normaliser (LiteLLM's adapter is loaded lazily).
+
+Importing this package never imports LiteLLM.
+"""
+
+from oturn.llm.normalize import error_info, normalize_chunk, normalize_sse_payload, usage_from_dict
+from oturn.llm.sse import SSEDecoder, SSEEvent, iter_sse
+
+__all__ = [
+    "SSEDecoder",
+    "SSEEvent",
+    "error_info",
+    "iter_sse",
+    "normalize_chunk",
+    "normalize_sse_payload",
+    "usage_from_dict",
+]
