@@ -48,9 +48,13 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
         if not isinstance(status, int):
             status = getattr(exc, "status_code", None)
         retry_after = getattr(exc, "retry_after", None)
+        try:
+            message = str(exc)
+        except Exception:  # a broken __str__ must not lose the failure
+            message = f"<{type(exc).__name__} with an unprintable message>"
         return cls(
             type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=str(exc),
+            message=message,
             kind=kind,
             status=status if isinstance(status, int) else None,
             retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
