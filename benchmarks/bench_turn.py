@@ -63,12 +63,23 @@ def first_response() -> list[dict[str, Any]]:
     chunks = [_chunk({"role": "assistant", "content": "w "}) for _ in range(TEXT_DELTAS)]
     for call in range(TOOL_CALLS):
         args = '{"city": "' + "x" * (ARGUMENT_DELTAS - 2) + '"}'
-        pieces = [args[: len(args) - ARGUMENT_DELTAS + 1]] + list(args[len(args) - ARGUMENT_DELTAS + 1 :])
-        head = {"index": call, "id": f"call_{call}", "type": "function", "function": {"name": "lookup", "arguments": pieces[0]}}
+        pieces = [args[:len(args) - ARGUMENT_DELTAS + 1], *list(args[len(args) - ARGUMENT_DELTAS + 1:])]
+        head = {
+            "index": call,
+            "id": f"call_{call}",
+            "type": "function",
+            "function": {"name": "lookup", "arguments": pieces[0]},
+        }
         chunks.append(_chunk({"tool_calls": [head]}))
         chunks.extend(_chunk({"tool_calls": [{"index": call, "function": {"arguments": p}}]}) for p in pieces[1:])
     chunks.append(_chunk({}, "tool_calls"))
-    chunks.append({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 1150, "total_tokens": 1200}})
+    chunks.append(
+        {
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 1150, "total_tokens": 1200},
+        }
+    )
     return chunks
 
 
@@ -219,26 +230,87 @@ def main() -> int:
     raw_per_chunk, _, _ = measure_turns(max(3, args.repeat // 3), per_chunk=True, source="chunks")
     rows: list[dict[str, Any]] = [
         {"name": "turn_ms", "value": round(ready * 1e3, 3), "unit": "ms", "target": 1.5, "mode": "fake, ready"},
-        {"name": "chunk_us", "value": round(ready / chunks * 1e6, 3), "unit": "us", "target": 1.0, "mode": "fake, ready"},
-        {"name": "turn_ms_per_chunk", "value": round(per_chunk * 1e3, 3), "unit": "ms", "target": None, "mode": "fake, per chunk"},
-        {"name": "chunk_us_per_chunk", "value": round(per_chunk / chunks * 1e6, 3), "unit": "us", "target": None, "mode": "fake, per chunk"},
-        {"name": "turn_ms_chunks", "value": round(raw * 1e3, 3), "unit": "ms", "target": None, "mode": "chunk dicts, ready"},
-        {"name": "chunk_us_chunks", "value": round(raw / raw_chunks * 1e6, 3), "unit": "us", "target": None, "mode": "chunk dicts, ready"},
-        {"name": "chunk_us_chunks_per_chunk", "value": round(raw_per_chunk / raw_chunks * 1e6, 3), "unit": "us", "target": None, "mode": "chunk dicts, per chunk"},
+        {
+            "name": "chunk_us",
+            "value": round(ready / chunks * 1e6, 3),
+            "unit": "us",
+            "target": 1.0,
+            "mode": "fake, ready",
+        },
+        {
+            "name": "turn_ms_per_chunk",
+            "value": round(per_chunk * 1e3, 3),
+            "unit": "ms",
+            "target": None,
+            "mode": "fake, per chunk",
+        },
+        {
+            "name": "chunk_us_per_chunk",
+            "value": round(per_chunk / chunks * 1e6, 3),
+            "unit": "us",
+            "target": None,
+            "mode": "fake, per chunk",
+        },
+        {
+            "name": "turn_ms_chunks",
+            "value": round(raw * 1e3, 3),
+            "unit": "ms",
+            "target": None,
+            "mode": "chunk dicts, ready",
+        },
+        {
+            "name": "chunk_us_chunks",
+            "value": round(raw / raw_chunks * 1e6, 3),
+            "unit": "us",
+            "target": None,
+            "mode": "chunk dicts, ready",
+        },
+        {
+            "name": "chunk_us_chunks_per_chunk",
+            "value": round(raw_per_chunk / raw_chunks * 1e6, 3),
+            "unit": "us",
+            "target": None,
+            "mode": "chunk dicts, per chunk",
+        },
     ]
     if not args.no_stall:
         stall = measure_stall()
         if stall is not None:
-            rows.append({"name": "stall_ms", "value": round(stall["max_gap"] * 1e3, 3), "unit": "ms", "target": 5.0, "mode": "litellm first call"})
-            rows.append({"name": "litellm_first_turn_ms", "value": round(stall["first"] * 1e3, 1), "unit": "ms", "target": None, "mode": "litellm"})
-            rows.append({"name": "litellm_turn_ms", "value": round(stall["second"] * 1e3, 1), "unit": "ms", "target": None, "mode": "litellm"})
+            rows.append(
+                {
+                    "name": "stall_ms",
+                    "value": round(stall["max_gap"] * 1e3, 3),
+                    "unit": "ms",
+                    "target": 5.0,
+                    "mode": "litellm first call",
+                }
+            )
+            rows.append(
+                {
+                    "name": "litellm_first_turn_ms",
+                    "value": round(stall["first"] * 1e3, 1),
+                    "unit": "ms",
+                    "target": None,
+                    "mode": "litellm",
+                }
+            )
+            rows.append(
+                {
+                    "name": "litellm_turn_ms",
+                    "value": round(stall["second"] * 1e3, 1),
+                    "unit": "ms",
+                    "target": None,
+                    "mode": "litellm",
+                }
+            )
     for row in rows:
         row["ok"] = None if row["target"] is None else row["value"] <= row["target"]
     meta = {"chunks": chunks, "envelopes": received, "envelopes_per_chunk_mode": received_per_chunk}
     if args.json:
         print(json.dumps({"benchmark": "turn", **meta, "rows": rows}))
     else:
-        print(f"reference turn: {chunks} chunks; envelopes delivered: {received} (ready), {received_per_chunk} (per chunk)")
+        print(f"reference turn: {chunks} chunks; envelopes delivered: {received} (ready),", end=" ")
+        print(f"{received_per_chunk} (per chunk)")
         print(f"{'name':28} {'value':>10} {'unit':>5} {'target':>7}")
         for row in rows:
             mark = "" if row["ok"] is None else ("ok" if row["ok"] else "MISS")

@@ -44,7 +44,9 @@ async def main(out: Callable[[str], None] = print, chunks: int = 200) -> dict[st
     text = [f"w{i} " for i in range(chunks)]
     results: dict[str, dict[str, int]] = {}
     async with oturn.Nucleus(reducer, 0, inbox=chunks, history=4096) as nucleus:
-        subs = {policy: nucleus.subscribe(policy=policy, buffer=256 if policy == "block" else 16) for policy in POLICIES}
+        subs = {
+            policy: nucleus.subscribe(policy=policy, buffer=256 if policy == "block" else 16) for policy in POLICIES
+        }
 
         async def read(policy: str, sub: oturn.Subscription) -> None:
             got, chars, resumed = 0, 0, 0
@@ -80,9 +82,7 @@ async def main(out: Callable[[str], None] = print, chunks: int = 200) -> dict[st
     out(f"{'policy':12} {'received':>8} {'dropped':>8} {'merged':>7} {'resumed':>8} {'chars':>6}")
     for policy in POLICIES:
         r = results[policy]
-        out(
-            f"{policy:12} {r['received']:>8} {r['dropped']:>8} {r['merged']:>7} {r['resumed']:>8} {r['chars']:>6}"
-        )
+        out(f"{policy:12} {r['received']:>8} {r['dropped']:>8} {r['merged']:>7} {r['resumed']:>8} {r['chars']:>6}")
     return results
 
 

@@ -210,7 +210,9 @@ async def transcript(
 
 def _usage_line(usage: Usage) -> str:
     cost = f", ${usage.cost:.5f}" if usage.cost is not None else ""
-    return f"{usage.calls} model call(s), {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens{cost}"
+    return (
+        f"{usage.calls} model call(s), {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens{cost}"
+    )
 
 
 async def _run(args: argparse.Namespace, out: TextIO, read: Callable[[str], str]) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from oturn.core.messages import Effect
 
 __all__ = ["CallModel", "DeliverChoice", "RunTool"]
@@ -23,8 +25,8 @@ class CallModel(Effect, frozen=True, kw_only=True, tag="call_model"):
     key: str
     model: str
     messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] = []
-    params: dict[str, Any] = {}
+    tools: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class RunTool(Effect, frozen=True, kw_only=True, tag="run_tool"):

@@ -117,7 +117,9 @@ class ToolCallDelta(Event, frozen=True, kw_only=True, tag="tool_call_delta"):
 
     def merge(self, later: Event) -> Event | None:
         if type(later) is ToolCallDelta and later.index == self.index and later.id is None and later.name is None:
-            return ToolCallDelta(index=self.index, id=self.id, name=self.name, arguments=self.arguments + later.arguments)
+            return ToolCallDelta(
+                index=self.index, id=self.id, name=self.name, arguments=self.arguments + later.arguments
+            )
         return None
 
 

@@ -110,11 +110,12 @@ class Session:
         await self._nucleus.send(UserInput(id=input_id, text=text))
         return input_id
 
-    async def run(self, text: str, *, timeout: float | None = None) -> TurnFinished:
+    async def run(self, text: str, *, timeout: float | None = None) -> TurnFinished:  # noqa: ASYNC109
         """Send ``text`` and wait for its turn to finish; returns the ``turn_finished`` event.
 
         Raises :class:`InputRejectedError` if the input was not accepted and
-        :class:`TimeoutError` after ``timeout`` seconds.
+        :class:`TimeoutError` when ``timeout`` seconds pass first (the wait stops; the
+        turn goes on: use :meth:`cancel` to stop it).
         """
         input_id = self._next_input_id()
         async with self._nucleus.subscribe(types=(TurnFinished, InputRejected), policy=Policy.BLOCK) as sub:
@@ -129,7 +130,11 @@ class Session:
         raise ClosedError("the session ended before the turn finished")
 
     async def approve(self, request_id: str, *, arguments: str | None = None, always: bool = False) -> None:
-        """Approve a pending request; ``arguments`` replaces the call's JSON arguments; ``always`` allows the tool for the session."""
+        """Approve a pending request.
+
+        ``arguments`` (a JSON object as text) replaces the call's arguments; ``always``
+        allows the tool without asking for the rest of the session.
+        """
         await self._nucleus.send(Approve(id=request_id, arguments=arguments, always=always))
 
     async def deny(self, request_id: str, message: str = "", *, stop: bool = False) -> None:

@@ -190,20 +190,26 @@ class TurnReducer:
         if not sig.text.strip():
             return Transition(s, (InputRejected(input_id=sig.id, reason="empty message"),), turn=s.turn)
         if s.turn is None:
-            return self._start(s, sig)
+            if not s.queue:
+                return self._start(s, sig)
+            # Idle, but earlier input is still queued (its StartQueued is on its way):
+            # wait behind it, so inputs start in the order they came. The extra
+            # StartQueued is harmless, and starts the queue even if none is on its way.
+            queue = (*s.queue, sig)
+            return Transition(
+                replace(s, queue=queue),
+                (InputQueued(input_id=sig.id, position=len(queue)),),
+                effects=(Feed(signal=StartQueued()),),
+            )
         policy = self.config.input_policy
         if policy == "reject":
-            return Transition(
-                s, (InputRejected(input_id=sig.id, reason=f"turn {s.turn} is running"),), turn=s.turn
-            )
+            return Transition(s, (InputRejected(input_id=sig.id, reason=f"turn {s.turn} is running"),), turn=s.turn)
         if policy == "interrupt":
             out = _Out()
             s = self._abort(replace(s, queue=(sig, *s.queue)), out, f"interrupted by input {sig.id}")
             return Transition(s, out.events, effects=out.effects, turn=self._last_turn(s))
         queue = (*s.queue, sig)
-        return Transition(
-            replace(s, queue=queue), (InputQueued(input_id=sig.id, position=len(queue)),), turn=s.turn
-        )
+        return Transition(replace(s, queue=queue), (InputQueued(input_id=sig.id, position=len(queue)),), turn=s.turn)
 
     def _on_start_queued(self, s: AgentState, sig: StartQueued) -> Transition[AgentState]:
         if s.turn is not None or not s.queue:
@@ -256,7 +262,8 @@ class TurnReducer:
         error: ErrorInfo | None = None,
     ) -> AgentState:
         """End the turn: the one ``turn_finished``, back to idle/error, next queued input."""
-        assert s.turn is not None and s.input_id is not None
+        assert s.turn is not None
+        assert s.input_id is not None
         out.events.append(
             TurnFinished(
                 turn=s.turn,
@@ -296,11 +303,11 @@ class TurnReducer:
         stream = apply(s.stream, deltas)
         if stream.error is not None:
             out = _Out()
-            out.events.extend(_delta_events(deltas, stream))
+            out.events.extend(_delta_events(deltas, stream, s.stream))
             out.effects.append(CancelEffect(target=sig.call))
             s = self._fail(replace(s, stream=stream), out, stream.error)
             return Transition(s, out.events, effects=out.effects, turn=self._last_turn(s))
-        return Transition(replace(s, stream=stream), _delta_events(deltas, stream), turn=s.turn)
+        return Transition(replace(s, stream=stream), _delta_events(deltas, stream, s.stream), turn=s.turn)
 
     def _fail(self, s: AgentState, out: _Out, error: ErrorInfo) -> AgentState:
         text = (s.stream.text or "") if s.stream is not None else ""
@@ -340,17 +347,29 @@ class TurnReducer:
         sequential = self.config.sequential
         calls: list[PendingCall] = []
         history_calls = []
+        ids: set[str] = set()
         for n, (tc, wire) in enumerate(zip(complete, message["tool_calls"], strict=True)):
             key = f"{s.turn}.{s.step}.{n}"
             name = tc.name or ""
             arguments = tc.arguments or ""
+            if wire["id"] in ids:  # a repeated provider id: tool results must answer each call (Anthropic refuses)
+                unique = key
+                while unique in ids:
+                    unique += "_"
+                wire = {**wire, "id": unique}
+            ids.add(wire["id"])
+            if not arguments.strip():  # "" means {} for the tool; some providers refuse "" in the history
+                wire = {**wire, "function": {**wire["function"], "arguments": "{}"}}
             call = PendingCall(
                 key=key, id=wire["id"], name=name, arguments=arguments, status="queued", sequential=name in sequential
             )
             out.events.append(ToolCall(id=call.id, name=name, arguments=arguments, step=s.step))
             problem = None
             if name not in self._tool_names:
-                problem = ("unknown_tool", f"Error: there is no tool named {name!r}. Available tools: {self._tool_list}.")
+                problem = (
+                    "unknown_tool",
+                    f"Error: there is no tool named {name!r}. Available tools: {self._tool_list}.",
+                )
             elif not _is_json_object(arguments):
                 problem = (
                     "invalid_arguments",
@@ -421,9 +440,7 @@ class TurnReducer:
         return replace(s, calls=tuple(calls))
 
     def _end_step(self, s: AgentState, out: _Out) -> AgentState:
-        tool_messages = tuple(
-            {"role": "tool", "tool_call_id": c.id, "content": c.result or ""} for c in s.calls
-        )
+        tool_messages = tuple({"role": "tool", "tool_call_id": c.id, "content": c.result or ""} for c in s.calls)
         s = replace(s, history=(*s.history, *tool_messages), calls=())
         if s.stop_after_step:
             out.events.append(RunAborted(turn=s.turn or "", reason="cancelled after the step"))
@@ -439,9 +456,7 @@ class TurnReducer:
 
     def _emit_result(self, call: PendingCall, out: _Out) -> None:
         status = call.result_status or "ok"
-        out.events.append(
-            ToolResult(id=call.id, name=call.name, content=call.result or "", is_error=status != "ok")
-        )
+        out.events.append(ToolResult(id=call.id, name=call.name, content=call.result or "", is_error=status != "ok"))
         out.events.append(ToolExit(id=call.id, status=status))
 
     def _find(self, s: AgentState, key: str) -> int:
@@ -457,6 +472,15 @@ class TurnReducer:
         out = _Out()
         call = replace(s.calls[i], status="done", result=sig.content, result_status=sig.status)
         s = replace(s, calls=(*s.calls[:i], call, *s.calls[i + 1 :]))
+        if any(c.call == call.key for c in s.choices):
+            # The tool ended (e.g. timed out) while a choice of it was still open: withdraw
+            # it, or it would keep the phase at "attention" and a late answer would run
+            # _advance with no calls left (starting another model call mid-step).
+            for choice in s.choices:
+                if choice.call == call.key:
+                    out.events.append(ChoiceResolved(id=choice.id, value=None))
+                    out.effects.append(DeliverChoice(id=choice.id, value=None))
+            s = replace(s, choices=tuple(c for c in s.choices if c.call != call.key))
         self._emit_result(call, out)
         return self._advance(s, out)
 
@@ -524,7 +548,7 @@ class TurnReducer:
         call = replace(call, status="queued", arguments=args)
         history = s.history
         if arguments is not None:
-            history = _edit_arguments(history, call.id, args)
+            history = _edit_arguments(history, call.id, args if args.strip() else "{}")
         return replace(
             s, calls=(*s.calls[:i], call, *s.calls[i + 1 :]), resolved=s.resolved | {call.key}, history=history
         )
@@ -582,11 +606,10 @@ class TurnReducer:
         return Transition(s, out.events, turn=s.turn)
 
     def _on_choose(self, s: AgentState, sig: Choose) -> Transition[AgentState]:
-        for i, choice in enumerate(s.choices):
-            if choice.id == sig.id:
-                break
-        else:
+        position = next((i for i, c in enumerate(s.choices) if c.id == sig.id), -1)
+        if position < 0:
             return self._not_pending(s, "choose", sig.id)
+        choice = s.choices[position]
         if sig.value not in choice.options:
             return Transition(
                 s,
@@ -596,7 +619,7 @@ class TurnReducer:
         out = _Out()
         out.events.append(ChoiceResolved(id=sig.id, value=sig.value))
         out.effects.append(DeliverChoice(id=sig.id, value=sig.value))
-        s = replace(s, choices=(*s.choices[:i], *s.choices[i + 1 :]), resolved=s.resolved | {sig.id})
+        s = replace(s, choices=(*s.choices[:position], *s.choices[position + 1 :]), resolved=s.resolved | {sig.id})
         return self._advance(s, out)
 
     # -- cancel ---------------------------------------------------------------------------
@@ -652,12 +675,13 @@ class TurnReducer:
         return Transition(s)
 
 
-def _delta_events(deltas: Sequence[StreamDelta], stream: StreamState) -> list[Event]:
+def _delta_events(deltas: Sequence[StreamDelta], stream: StreamState, before: StreamState | None = None) -> list[Event]:
     """Events for a batch of deltas of choice 0: each run of one kind becomes one event."""
     events: list[Event] = []
     run_kind: type | None = None
     run: list[str] = []
     run_call: ToolCallDelta | None = None
+    run_start = 0
 
     def flush() -> None:
         if not run:
@@ -668,11 +692,18 @@ def _delta_events(deltas: Sequence[StreamDelta], stream: StreamState) -> list[Ev
         elif run_kind is AssistantDelta:
             events.append(AssistantDelta(text=text))
         elif run_call is not None:
-            index = run_call.index if run_call.index is not None else max(stream.choice(0).last_slot, 0)
-            events.append(ToolCallDeltaEvent(index=index, id=run_call.id or None, name=run_call.name or None, arguments=text))
+            if run_call.index is not None:
+                index = run_call.index
+            elif before is not None:  # where this fragment went, not where the batch's last one did
+                index = max(apply(before, deltas[: run_start + 1]).choice(0).last_slot, 0)
+            else:
+                index = max(stream.choice(0).last_slot, 0)
+            events.append(
+                ToolCallDeltaEvent(index=index, id=run_call.id or None, name=run_call.name or None, arguments=text)
+            )
         run.clear()
 
-    for d in deltas:
+    for position, d in enumerate(deltas):
         kind = type(d)
         if kind is TextDelta or kind is RefusalDelta:
             if d.choice or not d.text:  # type: ignore[attr-defined]
@@ -703,6 +734,7 @@ def _delta_events(deltas: Sequence[StreamDelta], stream: StreamState) -> list[Ev
                 flush()
                 run_kind = ToolCallDeltaEvent
                 run_call = d
+                run_start = position
             run.append(d.arguments or "")
     flush()
     return events

@@ -34,7 +34,8 @@ class _FutureWaiter:
             self._future.set_result(None)
 
     async def wait(self) -> object:
-        return await self._future
+        await self._future
+        return None
 
 
 def waiter_factory() -> Callable[[], Waiter]:

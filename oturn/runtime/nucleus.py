@@ -42,7 +42,7 @@ from oturn.runtime._event import Waiter, waiter_factory
 from oturn.runtime.clock import Clock, SystemClock
 from oturn.runtime.effects import EffectContext, Handler
 from oturn.runtime.inbox import Inbox
-from oturn.runtime.policy import Policy, parse_policy
+from oturn.runtime.policy import Policy
 from oturn.runtime.statistics import NucleusStatistics
 from oturn.runtime.subscription import QueueSubscription, Subscription, _Base
 
@@ -120,14 +120,14 @@ class Nucleus(Generic[S]):
             raise InvalidPolicyError(f"inbox holds at least 1 signal; got {inbox!r}")
         if not isinstance(history, int) or isinstance(history, bool) or history < 0:
             raise InvalidPolicyError(f"history is a number of envelopes >= 0; got {history!r}")
-        if not (isinstance(shutdown_timeout, int | float) and shutdown_timeout >= 0 and math.isfinite(shutdown_timeout)):
+        if not (
+            isinstance(shutdown_timeout, int | float) and shutdown_timeout >= 0 and math.isfinite(shutdown_timeout)
+        ):
             raise InvalidPolicyError(f"shutdown_timeout is a finite number of seconds >= 0; got {shutdown_timeout!r}")
         try:
             self._on_error = OnReducerError(on_reducer_error)
         except ValueError:
-            raise InvalidPolicyError(
-                f"on_reducer_error is 'continue' or 'stop'; got {on_reducer_error!r}"
-            ) from None
+            raise InvalidPolicyError(f"on_reducer_error is 'continue' or 'stop'; got {on_reducer_error!r}") from None
         self._handlers: dict[type[Effect], Handler] = {}
         for effect_type, handler in (handlers or {}).items():
             if not (isinstance(effect_type, type) and issubclass(effect_type, Effect)):
@@ -416,7 +416,7 @@ class Nucleus(Generic[S]):
                     inbox._send_waiters[0].set()
                 self._signal_seq = cause = self._signal_seq + 1
                 try:
-                    t = reducer(self._state, signal)
+                    t: object = reducer(self._state, signal)
                 except Exception as exc:
                     await self._reducer_failed(signal, "reducer", f"{type(exc).__name__}: {exc}", exc)
                     if self._phase is _Phase.FAILED:
@@ -546,7 +546,7 @@ class Nucleus(Generic[S]):
         handler = self._handlers.get(effect_type)
         if handler is None:
             for base in effect_type.__mro__[1:]:
-                handler = self._handlers.get(base)  # type: ignore[arg-type]
+                handler = self._handlers.get(base)
                 if handler is not None:
                     self._handlers[effect_type] = handler
                     break

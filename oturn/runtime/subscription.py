@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -345,10 +346,8 @@ class QueueSubscription(_Base):
             return
         self._closed = True
         self._detach(self)
-        try:
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass
 
     def statistics(self) -> SubscriptionStatistics:
         """Counters of this subscriber (``delivered`` counts puts on the queue)."""
