@@ -63,7 +63,7 @@ def first_response() -> list[dict[str, Any]]:
     chunks = [_chunk({"role": "assistant", "content": "w "}) for _ in range(TEXT_DELTAS)]
     for call in range(TOOL_CALLS):
         args = '{"city": "' + "x" * (ARGUMENT_DELTAS - 2) + '"}'
-        pieces = [args[:len(args) - ARGUMENT_DELTAS + 1], *list(args[len(args) - ARGUMENT_DELTAS + 1:])]
+        pieces = [args[: len(args) - ARGUMENT_DELTAS + 1], *list(args[len(args) - ARGUMENT_DELTAS + 1 :])]
         head = {
             "index": call,
             "id": f"call_{call}",

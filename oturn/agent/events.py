@@ -27,6 +27,7 @@ __all__ = [
     "AssistantDelta",
     "AssistantFinal",
     "AssistantReasoningDelta",
+    "CancelRequested",
     "ChoiceRequest",
     "ChoiceResolved",
     "Ignored",
@@ -152,7 +153,7 @@ class ApprovalRequest(Event, frozen=True, kw_only=True, tag="approval_request"):
 
 
 class ApprovalResolved(Event, frozen=True, kw_only=True, tag="approval_resolved"):
-    """The request ``id`` was decided (``approved``, ``denied``, ``timed_out``, ``policy``, ``cancelled``)."""
+    """The request ``id`` was decided (``approved``, ``always``, ``denied``, ``timed_out``, ``cancelled``)."""
 
     id: str
     call_id: str
@@ -226,6 +227,13 @@ class RunAborted(Event, frozen=True, kw_only=True, tag="run_aborted"):
 
     turn: str
     reason: str
+
+
+class CancelRequested(Event, frozen=True, kw_only=True, tag="cancel_requested"):
+    """A cancel ``after_step`` was accepted: the turn ends when its current step is over."""
+
+    turn: str
+    mode: Literal["after_step"]
 
 
 class TurnFinished(Event, frozen=True, kw_only=True, tag="turn_finished"):

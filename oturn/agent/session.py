@@ -145,11 +145,19 @@ class Session:
         """Answer a choice request with one of its option values."""
         await self._nucleus.send(Choose(id=request_id, value=value))
 
-    async def cancel(self, mode: CancelMode = "immediate") -> None:
-        """Cancel the turn running now (a no-op, reported as ``ignored``, when none is)."""
+    async def cancel(self, mode: CancelMode = "immediate") -> bool:
+        """Cancel the turn running now; returns False (and sends nothing) when no turn is running.
+
+        The cancel names the turn, so it can never reach a turn that starts later (input
+        queued behind it, or sent after this call).
+        """
         if mode not in ("immediate", "after_step"):
             raise UsageError(f"cancel mode is 'immediate' or 'after_step'; got {mode!r}")
-        await self._nucleus.send(Cancel(mode=mode, turn=self._nucleus.state.turn))
+        turn = self._nucleus.state.turn
+        if turn is None:
+            return False
+        await self._nucleus.send(Cancel(mode=mode, turn=turn))
+        return True
 
     async def signal(self, signal: Signal) -> None:
         """Send any signal (e.g. one received from another process)."""

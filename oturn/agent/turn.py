@@ -38,6 +38,7 @@ from oturn.agent.events import (
     AssistantDelta,
     AssistantFinal,
     AssistantReasoningDelta,
+    CancelRequested,
     ChoiceRequest,
     ChoiceResolved,
     Ignored,
@@ -166,7 +167,7 @@ class TurnReducer:
             StartQueued: self._on_start_queued,
             TimerFired: self._on_timer,
             EffectFailed: self._on_effect_failed,
-            EffectCancelled: self._ignore,
+            EffectCancelled: self._on_effect_cancelled,
             EffectCompleted: self._ignore,
         }
 
@@ -277,12 +278,23 @@ class TurnReducer:
         )
         for timer in s.calls:
             if timer.status == "approval":
-                out.effects.append(CancelTimer(key=_APPROVAL_TIMER + timer.key))
+                self._cancel_timer(timer.key, out)
         s = replace(s, turn=None, call=None, stream=None, calls=(), choices=(), stop_after_step=False)
         s = self._phase(s, "error" if outcome == "failed" else "idle", out)
         if s.queue:
             out.effects.append(Feed(signal=StartQueued()))
         return s
+
+    def _cancel_timer(self, request: str, out: _Out) -> None:
+        if self.config.approval_timeout is not None:
+            out.effects.append(CancelTimer(key=_APPROVAL_TIMER + request))
+
+    def _unbilled(self, s: AgentState) -> AgentState:
+        """Count the usage a model call reported before it was cut short (it may still be billed)."""
+        if s.stream is None or s.stream.usage is None or s.call is None:
+            return s
+        usage = replace(s.stream.usage, calls=1)
+        return replace(s, turn_usage=s.turn_usage + usage, session_usage=s.session_usage + usage)
 
     def _last_turn(self, s: AgentState) -> str | None:
         return s.turn if s.turn is not None else (f"t{s.turns}" if s.turns else None)
@@ -311,6 +323,7 @@ class TurnReducer:
 
     def _fail(self, s: AgentState, out: _Out, error: ErrorInfo) -> AgentState:
         text = (s.stream.text or "") if s.stream is not None else ""
+        s = self._unbilled(s)
         s = self._close_calls(s, out, "interrupted", "not run: the turn failed")
         return self._finish(s, out, "failed", text, error)
 
@@ -421,16 +434,19 @@ class TurnReducer:
         if any(c.sequential for c in running):
             return s
         calls = list(s.calls)
+        earlier_open = False  # a call before this one has not finished (or not started)
         for i, call in enumerate(calls):
-            if call.status == "approval":
-                break  # keep the calls' order: nothing after a call still waiting for its approval starts
-            if call.status != "queued":
+            if call.status == "done":
+                continue
+            if call.status != "queued":  # waiting for approval, or running
+                earlier_open = True
                 continue
             if call.sequential:
-                if running:
-                    break
+                if earlier_open or running:
+                    break  # a sequential call is a barrier: it waits for every call before it
             elif len(running) >= cap:
                 break
+            earlier_open = True
             calls[i] = started = replace(call, status="running")
             running.append(started)
             out.events.append(ToolStarted(id=call.id, name=call.name, arguments=call.arguments))
@@ -506,11 +522,18 @@ class TurnReducer:
                 ToolFinished(
                     call=effect.key,
                     content=f"Error: the tool {effect.name} failed: {sig.error.message}",
-                    status="error",
+                    status="cancelled" if sig.error.kind == "cancelled" else "error",
                     error_type=sig.error.type,
                 ),
             )
         return Transition(s)
+
+    def _on_effect_cancelled(self, s: AgentState, sig: EffectCancelled) -> Transition[AgentState]:
+        # The reducer's own cancels make the effect stale before this arrives; a cancel that
+        # came from elsewhere (shutdown, a pipeline stage) must still settle the call.
+        effect = sig.effect
+        error = ErrorInfo(type="oturn.EffectCancelled", message="the call was cancelled", kind="cancelled")
+        return self._on_effect_failed(s, EffectFailed(effect=effect, error=error))
 
     # -- approvals ------------------------------------------------------------------------
 
@@ -543,7 +566,7 @@ class TurnReducer:
     def _approve(self, s: AgentState, i: int, out: _Out, how: Any, arguments: str | None) -> AgentState:
         call = s.calls[i]
         args = call.arguments if arguments is None else arguments
-        out.effects.append(CancelTimer(key=_APPROVAL_TIMER + call.key))
+        self._cancel_timer(call.key, out)
         out.events.append(ApprovalResolved(id=call.key, call_id=call.id, approved=True, how=how, arguments=args))
         call = replace(call, status="queued", arguments=args)
         history = s.history
@@ -562,7 +585,7 @@ class TurnReducer:
     def _deny(self, s: AgentState, i: int, message: str, stop: bool, how: Any) -> Transition[AgentState]:
         out = _Out()
         call = s.calls[i]
-        out.effects.append(CancelTimer(key=_APPROVAL_TIMER + call.key))
+        self._cancel_timer(call.key, out)
         out.events.append(
             ApprovalResolved(
                 id=call.key, call_id=call.id, approved=False, how=how, arguments=call.arguments, message=message
@@ -632,7 +655,9 @@ class TurnReducer:
                 s, (Ignored(signal="cancel", id=sig.turn, reason=f"turn {sig.turn} is over"),), turn=s.turn
             )
         if sig.mode == "after_step":
-            return Transition(replace(s, stop_after_step=True), turn=s.turn)
+            return Transition(
+                replace(s, stop_after_step=True), (CancelRequested(turn=s.turn, mode="after_step"),), turn=s.turn
+            )
         out = _Out()
         s = self._abort(s, out, "cancelled")
         return Transition(s, out.events, effects=out.effects, turn=self._last_turn(s))
@@ -642,6 +667,7 @@ class TurnReducer:
         if s.call is not None:
             out.effects.append(CancelEffect(target=s.call))
             text = (s.stream.text or "") if s.stream is not None else ""
+            s = self._unbilled(s)
         s = self._close_calls(s, out, "cancelled", "not run: the turn was cancelled")
         out.events.append(RunAborted(turn=s.turn or "", reason=reason))
         return self._finish(s, out, "aborted", text)
@@ -651,6 +677,9 @@ class TurnReducer:
         for choice in s.choices:
             out.events.append(ChoiceResolved(id=choice.id, value=None))
             out.effects.append(DeliverChoice(id=choice.id, value=None))
+        closed_ids = {c.id for c in s.choices} | {c.key for c in s.calls if c.status == "approval"}
+        if closed_ids:
+            s = replace(s, resolved=s.resolved | closed_ids)
         if not s.calls:
             return replace(s, choices=())
         closed = []
@@ -658,7 +687,7 @@ class TurnReducer:
             if call.status == "running":
                 out.effects.append(CancelEffect(target=call.key))
             if call.status == "approval":
-                out.effects.append(CancelTimer(key=_APPROVAL_TIMER + call.key))
+                self._cancel_timer(call.key, out)
                 out.events.append(
                     ApprovalResolved(
                         id=call.key, call_id=call.id, approved=False, how="cancelled", arguments=call.arguments

@@ -26,6 +26,7 @@ from oturn.agent.events import (
     AssistantDelta,
     AssistantFinal,
     AssistantReasoningDelta,
+    CancelRequested,
     ChoiceRequest,
     ChoiceResolved,
     Ignored,
@@ -566,9 +567,11 @@ def test_deny_with_a_message_gives_the_model_the_message_and_the_turn_goes_on() 
 def test_deny_with_stop_ends_the_turn_as_denied_with_synthesized_results() -> None:
     r = run()
     t = ask(r, ("read", "{}"), ("shell", '{"cmd": "a"}'), ("shell", '{"cmd": "b"}'), ("write", "{}"))
-    assert [e.key for e in of(t.effects, RunTool)] == ["t1.1.0"]  # nothing after a pending approval starts
+    # auto calls start beside calls waiting for approval (only sequential tools are barriers)
+    assert [e.key for e in of(t.effects, RunTool)] == ["t1.1.0", "t1.1.3"]
     t = r(Deny(id="t1.1.1", message="stop it", stop=True))
     assert CancelEffect(target="t1.1.0") in t.effects
+    assert CancelEffect(target="t1.1.3") in t.effects
     assert of(t.effects, RunTool) == []
     assert of(t.effects, CallModel) == []
     resolved = of(t.events, ApprovalResolved)
@@ -591,10 +594,11 @@ def test_deny_with_stop_ends_the_turn_as_denied_with_synthesized_results() -> No
 
 def test_always_allows_the_tool_for_the_rest_of_the_session() -> None:
     r = run()
-    ask(r, ("shell", '{"cmd": "a"}'), ("shell", '{"cmd": "b"}'), ("read", "{}"))
+    t = ask(r, ("shell", '{"cmd": "a"}'), ("shell", '{"cmd": "b"}'), ("read", "{}"))
+    assert [e.key for e in of(t.effects, RunTool)] == ["t1.1.2"]  # the auto call does not wait
     t = r(Approve(id="t1.1.0", always=True))
     assert [(e.id, e.how) for e in of(t.events, ApprovalResolved)] == [("t1.1.0", "always"), ("t1.1.1", "always")]
-    assert [e.key for e in of(t.effects, RunTool)] == ["t1.1.0", "t1.1.1", "t1.1.2"]
+    assert [e.key for e in of(t.effects, RunTool)] == ["t1.1.0", "t1.1.1"]
     assert r.state.always == frozenset({"shell"})
     for key in ("t1.1.0", "t1.1.1", "t1.1.2"):
         finish(r, key)
@@ -659,10 +663,10 @@ def test_an_approval_timeout_applies_the_configured_outcome(outcome: TimeoutOutc
     resolved = of(t.events, ApprovalResolved)
     assert [(e.id, e.how, e.approved) for e in resolved] == [("t1.1.0", "timed_out", outcome == "approve")]
     if outcome == "approve":
-        assert [e.key for e in of(t.effects, RunTool)] == ["t1.1.0", "t1.1.1"]
+        assert [e.key for e in of(t.effects, RunTool)] == ["t1.1.0"]  # t1.1.1 (auto) started at once
         assert r.state.phase == "running"
     elif outcome == "deny":
-        assert of(t.effects, RunTool) == [RunTool(key="t1.1.1", name="read", arguments="{}")]
+        assert of(t.effects, RunTool) == []  # t1.1.1 (auto) is already running
         assert "timed out" in of(t.events, ToolResult)[0].content
         finish(r, "t1.1.1")
         assert [e.key for e in of(r.effects, CallModel)] == ["t1.1", "t1.2"]
@@ -822,7 +826,7 @@ def test_cancel_after_step_lets_the_step_finish_then_aborts_instead_of_calling_t
     r = run()
     start(r)
     t = r(Cancel(mode="after_step", turn="t1"))
-    assert not t.events
+    assert list(t.events) == [CancelRequested(turn="t1", mode="after_step")]
     assert not t.effects
     t = respond(r, *calls(("read", "{}")))
     assert [e.key for e in of(t.effects, RunTool)] == ["t1.1.0"]  # the step goes on
@@ -1136,8 +1140,19 @@ def test_signals_the_reducer_does_not_know_leave_the_state_alone() -> None:
     assert t.state is state
     assert not t.events
     assert not t.effects
-    t = r(EffectCancelled(effect=CallModel(key="t1.1", model="m", messages=[])))  # not asked for: ignored
+    t = r(EffectCancelled(effect=CallModel(key="t9.1", model="m", messages=[])))  # a stale call: ignored
     assert t.state is state
     assert not t.events
     assert not t.effects
     assert r.state.call == "t1.1"
+
+
+def test_a_cancel_of_the_current_model_call_from_elsewhere_fails_the_turn() -> None:
+    r = run()
+    start(r)
+    t = r(EffectCancelled(effect=CallModel(key="t1.1", model="m", messages=[])))  # e.g. a shutdown
+    done = of(t.events, TurnFinished)
+    assert [d.outcome for d in done] == ["failed"]
+    assert done[0].error is not None
+    assert done[0].error.kind == "cancelled"
+    assert r.state.phase == "error"
