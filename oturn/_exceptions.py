@@ -35,7 +35,9 @@ outage and ``except ProviderError`` never hides a bug::
     │   └── UnknownToolError          (also LookupError) no tool has the name the model asked for
     ├── PeerError                     another node of a cluster failed or misbehaved
     └── StoreError                    persistence failed
-        └── CorruptRecordError        a stored record is unreadable (session + seq named)
+        ├── CorruptRecordError        a stored record is unreadable (session + seq named)
+        ├── SchemaVersionError        the store was written by an unknown (newer) schema version
+        └── SessionLockedError        another writer holds the session's lease
 
 Foreign exceptions (LiteLLM, redis, sqlite, ...) are translated at the adapter edge
 with ``raise ... from`` so the original stays on ``__cause__``.
@@ -63,6 +65,8 @@ __all__ = [
     "RateLimited",
     "ReducerContractError",
     "ReducerError",
+    "SchemaVersionError",
+    "SessionLockedError",
     "StoreError",
     "StreamDecodeError",
     "StreamInterrupted",
@@ -304,6 +308,25 @@ class PeerError(OturnError):
 
 class StoreError(OturnError):
     """Persistence failed."""
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema version is not one this oturn can read (``found``, ``supported``)."""
+
+    def __init__(self, message: str, *, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(message)
+
+
+class SessionLockedError(StoreError):
+    """Another writer holds the session (``holder``) until ``expires`` (store time, seconds)."""
+
+    def __init__(self, session: str, holder: str, expires: float | None) -> None:
+        self.session = session
+        self.holder = holder
+        self.expires = expires
+        super().__init__(f"session {session!r} is being written by {holder!r}; open it read-only or wait for the lease")
 
 
 class CorruptRecordError(StoreError):

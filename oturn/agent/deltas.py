@@ -17,6 +17,7 @@ from oturn.agent.usage import Usage
 from oturn.core.builtins import ErrorInfo
 
 __all__ = [
+    "AnyDelta",
     "FinishDelta",
     "ReasoningDelta",
     "RefusalDelta",
@@ -86,3 +87,7 @@ class StreamErrorDelta(StreamDelta, frozen=True, kw_only=True, tag="error"):
     """An error payload inside the stream (e.g. Groq's ``event: error``); the call fails."""
 
     error: ErrorInfo
+
+
+AnyDelta = TextDelta | ReasoningDelta | RefusalDelta | ToolCallDelta | UsageDelta | FinishDelta | StreamErrorDelta
+"""Every concrete delta type (what a :class:`~oturn.agent.signals.ModelStream` holds on the wire)."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
 from oturn._exceptions import ClosedError, ToolError, UsageError
+from oturn.agent.deltas import AnyDelta
 from oturn.agent.effects import CallModel, DeliverChoice, RunTool
 from oturn.agent.events import InputRejected, TurnFinished
 from oturn.agent.signals import (
@@ -213,7 +214,8 @@ class Session:
     async def _call_model(self, effect: CallModel, ctx: EffectContext[CallModel]) -> Signal:
         async for batch in self._agent.model.stream(effect):
             if batch:
-                await ctx.send(ModelStream(call=effect.key, deltas=tuple(batch)))
+                # Model.stream yields the concrete delta types (the AnyDelta union).
+                await ctx.send(ModelStream(call=effect.key, deltas=cast("tuple[AnyDelta, ...]", tuple(batch))))
         return ModelDone(call=effect.key)
 
     async def _run_tool(self, effect: RunTool, ctx: EffectContext[RunTool]) -> Signal:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from oturn.agent.deltas import StreamDelta
+from oturn.agent.deltas import AnyDelta
 from oturn.core.messages import Signal
 
 __all__ = [
@@ -44,7 +44,7 @@ class ModelStream(Signal, frozen=True, kw_only=True, tag="model_stream"):
     """Normalised deltas of the model call ``call``, as many as arrived together."""
 
     call: str
-    deltas: tuple[StreamDelta, ...]
+    deltas: tuple[AnyDelta, ...]
 
 
 class ModelDone(Signal, frozen=True, kw_only=True, tag="model_done"):

@@ -508,7 +508,7 @@ class TurnReducer:
             return Transition(s)
         return Transition(s, (ToolOutput(id=s.calls[i].id, text=sig.text),), turn=s.turn)
 
-    def _on_effect_failed(self, s: AgentState, sig: EffectFailed) -> Transition[AgentState]:
+    def _on_effect_failed(self, s: AgentState, sig: EffectFailed[Any]) -> Transition[AgentState]:
         effect = sig.effect
         if isinstance(effect, CallModel):
             if effect.key != s.call:
@@ -528,7 +528,7 @@ class TurnReducer:
             )
         return Transition(s)
 
-    def _on_effect_cancelled(self, s: AgentState, sig: EffectCancelled) -> Transition[AgentState]:
+    def _on_effect_cancelled(self, s: AgentState, sig: EffectCancelled[Any]) -> Transition[AgentState]:
         # The reducer's own cancels make the effect stale before this arrives; a cancel that
         # came from elsewhere (shutdown, a pipeline stage) must still settle the call.
         effect = sig.effect

@@ -12,6 +12,7 @@ from oturn.core.builtins import (
     StartTimer,
     TimerFired,
 )
+from oturn.core.codec import Codec
 from oturn.core.compose import ComposedReducer, ComposedState, FunctionPart, Part, compose, part
 from oturn.core.envelope import Envelope
 from oturn.core.messages import Effect, Event, Message, Signal, wire_types
@@ -21,6 +22,7 @@ from oturn.core.transition import Transition
 __all__ = [
     "CancelEffect",
     "CancelTimer",
+    "Codec",
     "ComposedReducer",
     "ComposedState",
     "Effect",

@@ -10,9 +10,13 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import msgspec
 
 from oturn.core.messages import Effect, Event, Signal
+
+E = TypeVar("E", bound=Effect)
 
 __all__ = [
     "CancelEffect",
@@ -100,23 +104,27 @@ class TimerFired(Signal, frozen=True, kw_only=True, tag="timer_fired"):
     key: str
 
 
-class EffectCompleted(Signal, frozen=True, kw_only=True, tag="effect_completed"):
-    """A handler finished ``effect`` without returning a signal of its own."""
+class EffectCompleted(Signal, Generic[E], frozen=True, kw_only=True, tag="effect_completed"):
+    """A handler finished ``effect`` without returning a signal of its own.
 
-    effect: Effect
+    Generic in the effect type so that a decoder can be built for the effect types a
+    reducer uses (``EffectCompleted[CallModel | RunTool]``); see :class:`~oturn.Codec`.
+    """
+
+    effect: E
 
 
-class EffectFailed(Signal, frozen=True, kw_only=True, tag="effect_failed"):
+class EffectFailed(Signal, Generic[E], frozen=True, kw_only=True, tag="effect_failed"):
     """A handler raised while executing ``effect`` (or none was registered)."""
 
-    effect: Effect
+    effect: E
     error: ErrorInfo
 
 
-class EffectCancelled(Signal, frozen=True, kw_only=True, tag="effect_cancelled"):
+class EffectCancelled(Signal, Generic[E], frozen=True, kw_only=True, tag="effect_cancelled"):
     """``effect`` was cancelled by :class:`CancelEffect` before it finished."""
 
-    effect: Effect
+    effect: E
 
 
 class ErrorEvent(Event, frozen=True, kw_only=True, tag="error"):
