@@ -19,6 +19,7 @@ import anyio
 
 import oturn
 from oturn import Event, Signal, Transition
+from oturn.testing import settle
 
 
 class Chunk(Signal, frozen=True, kw_only=True, tag="chunk"):
@@ -75,7 +76,7 @@ async def main(out: Callable[[str], None] = print, chunks: int = 200) -> dict[st
                 tg.start_soon(read, policy, sub)
             for piece in text:  # the burst: all queued before the nucleus runs
                 nucleus.send_nowait(Chunk(text=piece))
-            await anyio.wait_all_tasks_blocked()
+            await settle()
             await nucleus.aclose()  # end of stream for everyone
     total = sum(map(len, text))
     out(f"{chunks} deltas, {total} characters; buffer 16 each (block: 256)")

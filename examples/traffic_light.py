@@ -87,8 +87,11 @@ class Controller:
     def _go(self, s: State, light: Light, reason: str) -> Transition[State]:
         cycle = s.cycle + 1 if light == "green" else s.cycle
         if cycle > self.cycles:
-            return Transition(s, [LightChanged(light="off", reason="shift over", cycle=s.cycle)], terminal=True)
-        events: list[Event] = [LightChanged(light=light, reason=reason, cycle=cycle)]
+            events: list[Event] = [LightChanged(light="off", reason="shift over", cycle=s.cycle)]
+            if s.light == "red":
+                events.append(Walk(allowed=False))
+            return Transition(replace(s, light="off", waiting=False), events, terminal=True)
+        events = [LightChanged(light=light, reason=reason, cycle=cycle)]
         if light == "red":
             events.append(Walk(allowed=True))
         elif s.light == "red":

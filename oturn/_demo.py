@@ -216,7 +216,7 @@ def _usage_line(usage: Usage) -> str:
 
 
 async def _run(args: argparse.Namespace, out: TextIO, read: Callable[[str], str]) -> int:
-    interactive = not args.yes and sys.stdin.isatty()
+    interactive = not args.yes and sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
     notes: list[str] = []
     agent, model = build_agent(0.0 if args.fast else 0.015, notes)
     out.write("oturn demo: offline, on a scripted model (no key, no network).\n")

@@ -10,6 +10,8 @@ from oturn.agent.model import Model
 from oturn.agent.session import Session
 from oturn.agent.turn import InputPolicy, TimeoutOutcome, TurnConfig
 from oturn.runtime.clock import Clock
+from oturn.runtime.journal import Durability
+from oturn.store.protocol import Store
 from oturn.tools.approval import ApprovalPolicy
 from oturn.tools.registry import ToolLike, ToolRegistry
 
@@ -106,10 +108,36 @@ class Agent:
         )
 
     def session(
-        self, *, id: str | None = None, clock: Clock | None = None, inbox: int = 1024, history: int = 4096
+        self,
+        *,
+        id: str | None = None,
+        store: Store | str | None = None,
+        durability: Durability | str = Durability.EFFECTS,
+        snapshot_every: int = 1000,
+        clock: Clock | None = None,
+        inbox: int = 1024,
+        history: int = 4096,
     ) -> Session:
-        """A new session (in memory); enter it with ``async with``."""
-        return Session(self, id=id, clock=clock, inbox=inbox, history=history)
+        """A session; enter it with ``async with``.
+
+        Without ``store`` it lives in memory only. With a store (a :class:`~oturn.store.Store`
+        or a URL: ``"sqlite:///path.db"``, ``"memory://"``, ``"redis://..."``) every signal
+        is logged and the session ``id`` can be reopened later, in this process or another:
+        the state is restored from the log and whatever was in flight is settled (see
+        :class:`~oturn.agent.signals.Resumed`). ``durability`` says when the log is
+        written: ``"effects"`` (before any model call or tool starts), ``"every"`` signal,
+        or ``"batched"``.
+        """
+        return Session(
+            self,
+            id=id,
+            clock=clock,
+            inbox=inbox,
+            history=history,
+            store=store,
+            durability=durability,
+            snapshot_every=snapshot_every,
+        )
 
     def __repr__(self) -> str:
         return f"<Agent model={self.turn_config.model!r} tools={list(self.registry.names)!r}>"

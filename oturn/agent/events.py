@@ -35,6 +35,7 @@ __all__ = [
     "InputRejected",
     "MessageSent",
     "RunAborted",
+    "SessionResumed",
     "StateChanged",
     "ToolCall",
     "ToolCallDelta",
@@ -234,6 +235,20 @@ class CancelRequested(Event, frozen=True, kw_only=True, tag="cancel_requested"):
 
     turn: str
     mode: Literal["after_step"]
+
+
+class SessionResumed(Event, frozen=True, kw_only=True, tag="session_resumed"):
+    """The session was restored after its process stopped; what was in flight and what became of it.
+
+    ``model_call`` is the model call that was streaming (it is made again);
+    ``interrupted`` the tool calls that were running (reported to the model as
+    interrupted, not run again); ``pending`` the approval requests still waiting.
+    """
+
+    turn: str | None
+    model_call: str | None
+    interrupted: list[str]
+    pending: list[str]
 
 
 class TurnFinished(Event, frozen=True, kw_only=True, tag="turn_finished"):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 
 from oturn._exceptions import ClosedError, ToolError, UsageError
+from oturn.agent.codec import agent_codec
 from oturn.agent.deltas import AnyDelta
 from oturn.agent.effects import CallModel, DeliverChoice, RunTool
 from oturn.agent.events import InputRejected, TurnFinished
@@ -22,6 +23,7 @@ from oturn.agent.signals import (
     Deny,
     ModelDone,
     ModelStream,
+    Resumed,
     ToolFinished,
     ToolProgress,
     UserInput,
@@ -31,10 +33,12 @@ from oturn.agent.turn import TurnReducer
 from oturn.core.messages import Event, Signal
 from oturn.runtime.clock import Clock
 from oturn.runtime.effects import EffectContext
+from oturn.runtime.journal import Durability, Journal
 from oturn.runtime.nucleus import Nucleus
 from oturn.runtime.policy import Policy
 from oturn.runtime.statistics import NucleusStatistics
 from oturn.runtime.subscription import Subscription
+from oturn.store.protocol import Store
 from oturn.tools.context import ToolContext
 from oturn.tools.runner import run_tool
 
@@ -74,12 +78,25 @@ class Session:
         clock: Clock | None = None,
         inbox: int = 1024,
         history: int = 4096,
+        store: Store | str | None = None,
+        durability: Durability | str = Durability.EFFECTS,
+        snapshot_every: int = 1000,
     ) -> None:
         self._agent = agent
         self._id = id or uuid.uuid4().hex[:12]
         self._reducer = TurnReducer(agent.turn_config)
         self._choices: dict[str, _Choice] = {}
         self._inputs = 0
+        # Unique per Session object, so ids never collide with a restored log's.
+        self._input_prefix = f"{self._id}-{uuid.uuid4().hex[:6]}-in"
+        self._owned_store: Store | None = None
+        journal: Journal[AgentState] | None = None
+        if store is not None:
+            if isinstance(store, str):
+                from oturn.store.url import open_store
+
+                store = self._owned_store = open_store(store)
+            journal = Journal(store, self._id, agent_codec(), durability=durability, snapshot_every=snapshot_every)
         self._nucleus: Nucleus[AgentState] = Nucleus(
             self._reducer,
             self._reducer.initial(),
@@ -88,18 +105,43 @@ class Session:
             session=self._id,
             inbox=inbox,
             history=history,
+            journal=journal,
         )
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Session:
-        await self._nucleus.__aenter__()
+        if self._owned_store is not None:
+            await self._owned_store.__aenter__()
+        try:
+            await self._nucleus.__aenter__()
+        except BaseException:
+            if self._owned_store is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._owned_store.__aexit__(None, None, None)
+            raise
+        restored = self._nucleus.restored
+        if restored is not None and not restored.fresh:
+            state = self._nucleus.state
+            if state.turn is not None or state.queue:
+                await self._nucleus.send(Resumed())
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        return await self._nucleus.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._nucleus.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._owned_store is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._owned_store.__aexit__(None, None, None)
+
+    @property
+    def restored(self) -> bool:
+        """True when this session continued a log found in its store (not a new session)."""
+        restored = self._nucleus.restored
+        return restored is not None and not restored.fresh
 
     # -- what users do ------------------------------------------------------------------
 
@@ -207,7 +249,7 @@ class Session:
 
     def _next_input_id(self) -> str:
         self._inputs += 1
-        return f"{self._id}-in{self._inputs}"
+        return f"{self._input_prefix}{self._inputs}"
 
     # -- effect handlers ----------------------------------------------------------------
 

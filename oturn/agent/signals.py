@@ -21,6 +21,7 @@ __all__ = [
     "Deny",
     "ModelDone",
     "ModelStream",
+    "Resumed",
     "StartQueued",
     "ToolFinished",
     "ToolProgress",
@@ -110,6 +111,15 @@ class Cancel(Signal, frozen=True, kw_only=True, tag="cancel"):
 
     mode: CancelMode = "immediate"
     turn: str | None = None
+
+
+class Resumed(Signal, frozen=True, kw_only=True, tag="resumed"):
+    """The session was restored from its log after the process that ran it stopped.
+
+    Whatever was in flight then is settled: a model call is made again (it has no side
+    effects); a tool that was running is reported as interrupted, never run again;
+    pending approvals stay answerable.
+    """
 
 
 class StartQueued(Signal, frozen=True, kw_only=True, tag="start_queued"):

@@ -46,6 +46,7 @@ from oturn.agent.events import (
     InputRejected,
     MessageSent,
     RunAborted,
+    SessionResumed,
     StateChanged,
     ToolCall,
     ToolExit,
@@ -66,6 +67,7 @@ from oturn.agent.signals import (
     Deny,
     ModelDone,
     ModelStream,
+    Resumed,
     StartQueued,
     ToolFinished,
     ToolProgress,
@@ -165,6 +167,7 @@ class TurnReducer:
             ChoiceAsked: self._on_choice_asked,
             Cancel: self._on_cancel,
             StartQueued: self._on_start_queued,
+            Resumed: self._on_resumed,
             TimerFired: self._on_timer,
             EffectFailed: self._on_effect_failed,
             EffectCancelled: self._on_effect_cancelled,
@@ -534,6 +537,46 @@ class TurnReducer:
         effect = sig.effect
         error = ErrorInfo(type="oturn.EffectCancelled", message="the call was cancelled", kind="cancelled")
         return self._on_effect_failed(s, EffectFailed(effect=effect, error=error))
+
+    # -- restart --------------------------------------------------------------------------
+
+    def _on_resumed(self, s: AgentState, sig: Resumed) -> Transition[AgentState]:
+        out = _Out()
+        running = [c for c in s.calls if c.status == "running"]
+        pending = [c.key for c in s.calls if c.status == "approval"]
+        out.events.append(
+            SessionResumed(turn=s.turn, model_call=s.call, interrupted=[c.id for c in running], pending=pending)
+        )
+        if s.turn is None:
+            if s.queue:
+                out.effects.append(Feed(signal=StartQueued()))
+            return Transition(s, out.events, effects=out.effects)
+        for choice in s.choices:
+            out.events.append(ChoiceResolved(id=choice.id, value=None))
+        s = replace(s, choices=(), resolved=s.resolved | {c.id for c in s.choices})
+        if s.call is not None:
+            # A model call has no side effects: make it again, from a clean stream.
+            key = s.call
+            s = replace(s, stream=StreamState())
+            out.effects.append(self._call_model(s, key))
+            return Transition(s, out.events, effects=out.effects, turn=s.turn)
+        calls = list(s.calls)
+        for i, call in enumerate(calls):
+            if call.status == "running":
+                calls[i] = call = replace(
+                    call,
+                    status="done",
+                    result=(
+                        "Error: the process running this tool stopped before the tool finished. It may or may"
+                        " not have had its effect; it was not run again."
+                    ),
+                    result_status="interrupted",
+                )
+                self._emit_result(call, out)
+            elif call.status == "approval" and self.config.approval_timeout is not None:
+                out.effects.append(StartTimer(key=_APPROVAL_TIMER + call.key, delay=self.config.approval_timeout))
+        s = replace(s, calls=tuple(calls))
+        return self._advance(s, out)
 
     # -- approvals ------------------------------------------------------------------------
 

@@ -153,6 +153,8 @@ class ComposedReducer:
         if not parts:
             raise UsageError("compose() needs at least one part")
         for name, p in parts.items():
+            if isinstance(p, type):
+                raise UsageError(f"part {name!r} is a class ({p.__name__}); pass an instance: {p.__name__}()")
             if not callable(getattr(p, "reduce", None)) or not callable(getattr(p, "initial", None)):
                 raise UsageError(f"part {name!r} is not a Part (it needs initial() and reduce()); got {p!r}")
         self._names = tuple(parts)
@@ -244,6 +246,8 @@ def compose(*named: tuple[str, Part[Any]], **parts: Part[Any]) -> ComposedReduce
     for item in named:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
             raise UsageError(f"compose() positional arguments are (name, part) pairs; got {item!r}")
+        if item[0] in ordered:
+            raise UsageError(f"part name {item[0]!r} given twice")
         ordered[item[0]] = item[1]
     for name, p in parts.items():
         if name in ordered:

@@ -9,7 +9,7 @@ from oturn.core.messages import Event
 __all__ = ["Envelope"]
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Envelope(msgspec.Struct, frozen=True, gc=False):
     """One published event with its place in the stream.
 
     - ``seq``: strictly increasing per nucleus, starting at 1; gaps seen by a lossy

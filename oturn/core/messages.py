@@ -2,7 +2,9 @@
 
 All three are frozen, keyword-only, tagged msgspec Structs. The tag (the ``type``
 field on the wire) is the class name unless a subclass names one
-(``class AssistantDelta(Event, tag="assistant_delta")``). The same types are the wire
+(``class AssistantDelta(Event, tag="assistant_delta")``); msgspec passes a named tag
+on to subclasses that name none, so give every class that goes on the wire its own
+tag (two classes sharing one cannot be told apart by a decoder). The same types are the wire
 format of stores and the cluster bridge; :func:`wire_types` lists the concrete
 subclasses known so far, from which one typed decoder is built at each boundary.
 """

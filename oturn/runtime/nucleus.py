@@ -42,6 +42,7 @@ from oturn.runtime._event import Waiter, waiter_factory
 from oturn.runtime.clock import Clock, SystemClock
 from oturn.runtime.effects import EffectContext, Handler
 from oturn.runtime.inbox import Inbox
+from oturn.runtime.journal import Journal, Restored
 from oturn.runtime.policy import Policy
 from oturn.runtime.statistics import NucleusStatistics
 from oturn.runtime.subscription import QueueSubscription, Subscription, _Base
@@ -113,6 +114,7 @@ class Nucleus(Generic[S]):
         history: int = 1024,
         on_reducer_error: OnReducerError | str = OnReducerError.CONTINUE,
         shutdown_timeout: float = 5.0,
+        journal: Journal[S] | None = None,
     ) -> None:
         if not callable(reducer):
             raise UsageError(f"reducer must be callable (state, signal) -> Transition; got {reducer!r}")
@@ -151,7 +153,7 @@ class Nucleus(Generic[S]):
         self._phase = _Phase.NEW
         self._seq = 0
         self._signal_seq = 0
-        self._events_published = 0
+        self._seq_base = 0  # events published before this nucleus started (restored from a journal)
         self._reducer_errors = 0
         self._effects_started = 0
         self._effects_failed = 0
@@ -161,6 +163,8 @@ class Nucleus(Generic[S]):
         self._running_ids = 0
         self._timers: dict[str, anyio.CancelScope] = {}
         self._failure: ReducerError | None = None
+        self._journal = journal
+        self.restored: Restored[S] | None = None
         self._drained = anyio.Event()
         self._ended = anyio.Event()
         self._new_waiter: Callable[[], Waiter] = anyio.Event
@@ -172,6 +176,15 @@ class Nucleus(Generic[S]):
             raise UsageError("a Nucleus can be entered only once")
         self._drained = anyio.Event()
         self._ended = anyio.Event()
+        journal = self._journal
+        if journal is not None:
+            if journal.session != self._session:
+                raise UsageError(f"the journal writes session {journal.session!r}, the nucleus is {self._session!r}")
+            restored = await journal.restore(self._reducer, self._state, now=self._clock.now())
+            self.restored = restored
+            self._state = restored.state
+            self._signal_seq = restored.signal_seq
+            self._seq = self._seq_base = restored.event_seq
         self._new_waiter = waiter_factory()
         self._inbox._new_waiter = self._new_waiter
         for sub in self._subs:
@@ -181,6 +194,8 @@ class Nucleus(Generic[S]):
         self._tg = tg
         self._phase = _Phase.RUNNING
         tg.start_soon(self._loop, name=f"oturn-nucleus-{self._session or format(id(self), 'x')}")
+        if journal is not None:
+            tg.start_soon(journal.run, self._clock.now, name=f"oturn-journal-{self._session}")
         return self
 
     async def __aexit__(
@@ -194,6 +209,10 @@ class Nucleus(Generic[S]):
                 self._inbox.stop_intake()
                 with anyio.move_on_after(self._shutdown_timeout, shield=True):
                     await self._drained.wait()
+            if self._journal is not None and self._journal_ok():
+                # Write what is buffered and give the lease up, even when failing or cancelled.
+                with anyio.move_on_after(self._shutdown_timeout, shield=True):
+                    await self._journal.close(self._clock.now())
         finally:
             self._shutdown()
         try:
@@ -208,6 +227,9 @@ class Nucleus(Generic[S]):
                 raise exc from exc.__cause__
             finally:
                 exc.__context__ = context
+
+    def _journal_ok(self) -> bool:
+        return self._journal is not None and self._journal._failure is None and self.restored is not None
 
     async def aclose(self) -> None:
         """Stop now: refuse new signals, discard queued ones, cancel effects and timers."""
@@ -402,6 +424,7 @@ class Nucleus(Generic[S]):
         keep = self._history_limit
         session = self._session
         now = self._clock.now
+        journal = self._journal
         budget = _YIELD_EVERY
         try:
             while True:
@@ -415,16 +438,19 @@ class Nucleus(Generic[S]):
                 if inbox._send_waiters:
                     inbox._send_waiters[0].set()
                 self._signal_seq = cause = self._signal_seq + 1
+                at = now()
+                if journal is not None:
+                    journal.record_signal(cause, at, signal)
                 try:
                     t: object = reducer(self._state, signal)
                 except Exception as exc:
-                    await self._reducer_failed(signal, "reducer", f"{type(exc).__name__}: {exc}", exc)
+                    await self._reducer_failed(signal, "reducer", f"{type(exc).__name__}: {exc}", exc, at)
                     if self._phase is _Phase.FAILED:
                         break
                     continue
                 if type(t) is not Transition and not isinstance(t, Transition):
                     await self._reducer_failed(
-                        signal, "contract", f"the reducer returned {type(t).__name__}, not a Transition", None
+                        signal, "contract", f"the reducer returned {type(t).__name__}, not a Transition", None, at
                     )
                     if self._phase is _Phase.FAILED:
                         break
@@ -432,26 +458,35 @@ class Nucleus(Generic[S]):
                 self._state = t.state
                 events = t.events
                 if events:
-                    at = now()
                     turn = t.turn
                     for event in events:
                         self._seq = seq = self._seq + 1
-                        env = Envelope(seq=seq, at=at, session=session, turn=turn, cause=cause, event=event)
+                        env = Envelope(seq, at, session, turn, cause, event)
                         if keep:
                             history.append(env)
-                        for sub in self._subs:
-                            if sub._filtered and not sub._accepts(env):
-                                continue
-                            if not sub._offer(env):
-                                await sub._offer_blocking(env)
-                    self._events_published += len(events)
+                        if journal is not None:
+                            journal.record_event(env)
+                        subs = self._subs
+                        if subs:
+                            for sub in subs:
+                                if sub._filtered and not sub._accepts(env):
+                                    continue
+                                if not sub._offer(env):
+                                    await sub._offer_blocking(env)
+                effects = t.effects
+                if journal is not None:
+                    if journal.due_snapshot():
+                        journal.record_snapshot(cause, self._seq, at, self._state)
+                    if journal.must_wait(bool(effects) and not t.terminal):
+                        await journal.flush()  # write-ahead: the effects' cause is durable first
                 if t.terminal:
                     self._phase = _Phase.TERMINATED
-                    self._outcomes_discarded += len(t.effects)
+                    self._outcomes_discarded += len(effects)
                     self._terminate()
                     break
-                for effect in t.effects:
-                    self._dispatch(effect)
+                if effects:
+                    for effect in effects:
+                        self._dispatch(effect)
                 budget -= 1
                 if not budget:
                     budget = _YIELD_EVERY
@@ -461,23 +496,25 @@ class Nucleus(Generic[S]):
         self._end_subscriptions()
         self._ended.set()
 
-    async def _publish(self, events: Iterable[Event], turn: str | None) -> None:
-        at = self._clock.now()
+    async def _publish(self, events: Iterable[Event], turn: str | None, at: float) -> None:
         session = self._session
         cause = self._signal_seq
         for event in events:
             self._seq = seq = self._seq + 1
             env = Envelope(seq=seq, at=at, session=session, turn=turn, cause=cause, event=event)
-            self._events_published += 1
             if self._history_limit:
                 self._history.append(env)
+            if self._journal is not None:
+                self._journal.record_event(env)
             for sub in self._subs:
                 if sub._filtered and not sub._accepts(env):
                     continue
                 if not sub._offer(env):
                     await sub._offer_blocking(env)
 
-    async def _reducer_failed(self, signal: Signal, kind: str, message: str, exc: BaseException | None) -> None:
+    async def _reducer_failed(
+        self, signal: Signal, kind: str, message: str, exc: BaseException | None, at: float
+    ) -> None:
         self._reducer_errors += 1
         fatal = self._on_error is OnReducerError.STOP
         error: ReducerError
@@ -494,7 +531,7 @@ class Nucleus(Generic[S]):
             signal_type=type(signal).__name__,
             fatal=fatal,
         )
-        await self._publish((event,), None)
+        await self._publish((event,), None, at)
         if fatal:
             self._failure = error
             self._phase = _Phase.FAILED
@@ -636,7 +673,7 @@ class Nucleus(Generic[S]):
             signals_reduced=self._signal_seq,
             last_signal_seq=self._signal_seq,
             last_seq=self._seq,
-            events_published=self._events_published,
+            events_published=self._seq - self._seq_base,
             reducer_errors=self._reducer_errors,
             inbox_depth=len(self._inbox),
             inbox_capacity=self._inbox.capacity,

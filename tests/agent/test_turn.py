@@ -11,9 +11,9 @@ import pytest
 from turn_strategies import POLICY, TOOLS, Run, assert_history_valid
 
 from oturn.agent.deltas import (
+    AnyDelta,
     FinishDelta,
     ReasoningDelta,
-    StreamDelta,
     StreamErrorDelta,
     TextDelta,
     ToolCallDelta,
@@ -109,14 +109,14 @@ def call(name: str, arguments: str = "{}", id: str | None = None, index: int = 0
     return ToolCallDelta(index=index, id=id if id is not None else f"call_{index}", name=name, arguments=arguments)
 
 
-def calls(*specs: tuple[str, str]) -> list[StreamDelta]:
+def calls(*specs: tuple[str, str]) -> list[AnyDelta]:
     """Complete tool calls ``(name, arguments)`` at indexes 0, 1, ... and a ``tool_calls`` finish."""
-    deltas: list[StreamDelta] = [call(name, arguments, index=i) for i, (name, arguments) in enumerate(specs)]
+    deltas: list[AnyDelta] = [call(name, arguments, index=i) for i, (name, arguments) in enumerate(specs)]
     deltas.append(FinishDelta(reason="tool_calls"))
     return deltas
 
 
-def respond(r: Run, *deltas: StreamDelta) -> Transition[AgentState]:
+def respond(r: Run, *deltas: AnyDelta) -> Transition[AgentState]:
     """Stream ``deltas`` (one batch) for the current model call and end it; the ModelDone transition."""
     key = r.state.call
     assert key is not None, "no model call is running"

@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 from hypothesis import strategies as st
 
 from oturn.agent.deltas import (
+    AnyDelta,
     FinishDelta,
     ReasoningDelta,
-    StreamDelta,
     StreamErrorDelta,
     TextDelta,
     ToolCallDelta,
@@ -216,7 +216,7 @@ _CALL_IDS = [None, "call_a", "call_b", "call_c"]
 _ERROR = ErrorInfo(type="ProviderError", message="boom", kind="error", status=500)
 
 
-def _one_delta() -> st.SearchStrategy[StreamDelta]:
+def _one_delta() -> st.SearchStrategy[AnyDelta]:
     return st.one_of(
         st.builds(TextDelta, text=st.sampled_from(["Hel", "lo", " ", ""])),
         st.builds(ReasoningDelta, text=st.sampled_from(["think", ""])),
@@ -241,10 +241,10 @@ def _one_delta() -> st.SearchStrategy[StreamDelta]:
 
 
 @st.composite
-def _whole_tool_calls(draw: st.DrawFn) -> tuple[StreamDelta, ...]:
+def _whole_tool_calls(draw: st.DrawFn) -> tuple[AnyDelta, ...]:
     """One to three complete tool calls (split in fragments), often followed by a finish."""
     n = draw(st.integers(min_value=1, max_value=3))
-    deltas: list[StreamDelta] = []
+    deltas: list[AnyDelta] = []
     for index in range(n):
         name = _element(draw, [*TOOL_NAMES, "shell", "read", "nope"])
         arguments = _element(draw, ['{"path": "a"}', "{}", '{"path": "a"}', "[1]", "{bad", ""])
@@ -257,7 +257,7 @@ def _whole_tool_calls(draw: st.DrawFn) -> tuple[StreamDelta, ...]:
     return tuple(deltas)
 
 
-_BATCHES: st.SearchStrategy[tuple[StreamDelta, ...]] = st.one_of(
+_BATCHES: st.SearchStrategy[tuple[AnyDelta, ...]] = st.one_of(
     _whole_tool_calls(),
     st.lists(_one_delta(), min_size=1, max_size=5).map(tuple),
     st.just((TextDelta(text="The answer."), FinishDelta(reason="stop"))),
