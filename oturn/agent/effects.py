@@ -14,7 +14,7 @@ __all__ = ["CallModel", "DeliverChoice", "RunTool"]
 class CallModel(Effect, frozen=True, kw_only=True, tag="call_model"):
     """Stream one model completion.
 
-    ``key`` is the call id (``"<turn>:m<step>"``). ``messages`` and ``tools`` are in the
+    ``key`` is the call id (``"<turn>.<step>"``, e.g. ``"t3.2"``). ``messages`` and ``tools`` are in the
     OpenAI chat format (what LiteLLM takes); ``params`` holds sampling parameters
     (temperature, max_tokens, ...). The handler feeds the stream back as
     :class:`~oturn.agent.signals.ModelStream` signals and ends with

@@ -130,6 +130,11 @@ class Session:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
+        state = self._nucleus.state
+        if exc_type is None and state.turn is not None and self._nucleus._journal is None and not self._nucleus.closed:
+            # An in-memory session ends its running turn (one turn_finished per turn, always);
+            # a stored one leaves it to be resumed when the session is opened again.
+            await self._nucleus.send(Cancel(mode="immediate", turn=state.turn))
         try:
             return await self._nucleus.__aexit__(exc_type, exc, tb)
         finally:

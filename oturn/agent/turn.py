@@ -634,8 +634,8 @@ class TurnReducer:
                 id=call.key, call_id=call.id, approved=False, how=how, arguments=call.arguments, message=message
             )
         )
-        reason = "timed out waiting for approval" if how == "timed_out" else "denied by the user"
-        content = f"Error: the call was {reason}." + (f" {message}" if message else "")
+        reason = "timed out waiting for approval" if how == "timed_out" else "was denied by the user"
+        content = f"Error: the call {reason}." + (f" {message}" if message else "")
         call = replace(call, status="done", result=content, result_status="denied")
         s = replace(s, calls=(*s.calls[:i], call, *s.calls[i + 1 :]), resolved=s.resolved | {call.key})
         self._emit_result(call, out)
@@ -737,7 +737,13 @@ class TurnReducer:
                     )
                 )
             if call.status != "done":
-                call = replace(call, status="done", result=f"Error: {content}.", result_status=status)
+                if call.status == "running":
+                    text = (
+                        "Error: the turn ended while this tool was running; it was stopped and may have had its effect."
+                    )
+                else:
+                    text = f"Error: {content}."
+                call = replace(call, status="done", result=text, result_status=status)
                 self._emit_result(call, out)
             closed.append(call)
         tool_messages = tuple({"role": "tool", "tool_call_id": c.id, "content": c.result or ""} for c in closed)

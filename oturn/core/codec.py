@@ -42,7 +42,7 @@ def _union(types: Iterable[Any]) -> Any:
     return reduce(or_, items[1:], items[0]) if len(items) > 1 else items[0]
 
 
-def _check_tags(kind: str, types: Iterable[type[Any]]) -> None:
+def _check_tags(kind: str, types: Iterable[Any]) -> None:
     seen: dict[str, type[Any]] = {}
     for t in types:
         tag = getattr(t, "__struct_config__", None)
@@ -83,7 +83,7 @@ class Codec(Generic[S]):
             any_effect = _union(effect_types)
             outcome += [EffectCompleted[any_effect], EffectFailed[any_effect], EffectCancelled[any_effect]]  # type: ignore[valid-type]
         all_signals: list[Any] = [t for t in signal_types if t not in (TimerFired,)] + outcome
-        _check_tags("signal", [getattr(t, "__origin__", t) for t in all_signals])
+        _check_tags("signal", [t.__origin__ if hasattr(t, "__origin__") else t for t in all_signals])
         _check_tags("event", event_types)
         self.signal_types = tuple(signal_types)
         self.event_types = tuple(event_types)

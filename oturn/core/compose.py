@@ -168,6 +168,10 @@ class ComposedReducer:
         """The part names, top to bottom."""
         return self._names
 
+    def reduce(self, state: ComposedState, signal: Signal, /) -> Transition[ComposedState]:
+        """The :class:`Part` spelling of ``__call__``, so a composed reducer can be a part of another."""
+        return self(state, signal)
+
     def initial(self) -> ComposedState:
         """The starting state: every part's ``initial()`` slice."""
         return ComposedState(self._names, tuple(p.initial() for p in self._parts))
@@ -186,7 +190,7 @@ class ComposedReducer:
         )
 
     def _absorb(self, run: _Run, index: int, t: object, what: str) -> Transition[Any]:
-        if type(t) is not Transition:
+        if not isinstance(t, Transition):
             raise ReducerContractError(
                 f"part {self._names[index]!r} {what} returned {type(t).__name__}, not a Transition"
             )

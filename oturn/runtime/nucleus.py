@@ -331,6 +331,7 @@ class Nucleus(Generic[S]):
         ``unsubscribe(queue)`` stops it.
         """
         replay: list[Envelope] = []
+        backfill: tuple[int, int] | None = None
         min_seq = 0
         if from_seq is not None:
             if not isinstance(from_seq, int) or isinstance(from_seq, bool) or from_seq < 1:
@@ -338,7 +339,10 @@ class Nucleus(Generic[S]):
             if from_seq <= self._seq:
                 oldest = self._history[0].seq if self._history else None
                 if oldest is None or from_seq < oldest:
-                    raise HistoryUnavailableError(from_seq, oldest)
+                    if self._journal is None or queue is not None:
+                        raise HistoryUnavailableError(from_seq, oldest)
+                    # Older than the ring: the subscription reads them from the store first.
+                    backfill = (from_seq - 1, (oldest - 1) if oldest is not None else self._seq)
                 replay = [env for env in self._history if env.seq >= from_seq]
             else:
                 min_seq = from_seq
@@ -381,6 +385,9 @@ class Nucleus(Generic[S]):
             if types is not None or session is not None:
                 sub._replay = deque(env for env in replay if sub._accepts(env))
                 sub._replayed = len(sub._replay)
+            if backfill is not None and self._journal is not None:
+                sub._backfill = backfill
+                sub._fetch = self._journal.read_events
         sub._min_seq = min_seq
         sub._filtered = types is not None or session is not None or min_seq > 0
         sub._new_waiter = self._new_waiter
@@ -444,7 +451,8 @@ class Nucleus(Generic[S]):
                 try:
                     t: object = reducer(self._state, signal)
                 except Exception as exc:
-                    await self._reducer_failed(signal, "reducer", f"{type(exc).__name__}: {exc}", exc, at)
+                    kind = "contract" if isinstance(exc, ReducerContractError) else "reducer"
+                    await self._reducer_failed(signal, kind, f"{type(exc).__name__}: {exc}", exc, at)
                     if self._phase is _Phase.FAILED:
                         break
                     continue

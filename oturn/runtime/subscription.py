@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -106,7 +106,7 @@ class Subscription(_Base):
     had buffered. ``get()`` / ``get_nowait()`` take one envelope at a time.
     """
 
-    __slots__ = ("_buf", "_maxlen", "_replay", "_resume_from", "_space", "_waiter")
+    __slots__ = ("_backfill", "_buf", "_fetch", "_maxlen", "_replay", "_resume_from", "_space", "_waiter")
 
     def __init__(
         self,
@@ -126,6 +126,9 @@ class Subscription(_Base):
         self._space: Waiter | None = None
         self._resume_from: int | None = None
         self._replayed = len(replay)
+        # Envelopes older than the history ring, read from the store on first use.
+        self._backfill: tuple[int, int] | None = None
+        self._fetch: Callable[[int, int], Awaitable[list[Envelope]]] | None = None
 
     # -- nucleus side -------------------------------------------------------------------
 
@@ -202,6 +205,8 @@ class Subscription(_Base):
         return self
 
     async def __anext__(self) -> Envelope:
+        if self._backfill is not None:
+            await self._load_backfill()
         while True:
             if self._replay:
                 self._delivered += 1
@@ -222,6 +227,20 @@ class Subscription(_Base):
             waiter = self._waiter = self._new_waiter()
             await waiter.wait()
 
+    async def _load_backfill(self) -> None:
+        backfill, fetch = self._backfill, self._fetch
+        self._backfill = None
+        if backfill is None or fetch is None:
+            return
+        envelopes = [env for env in await fetch(*backfill) if self._accepts_replay(env)]
+        self._replay.extendleft(reversed(envelopes))
+        self._replayed += len(envelopes)
+
+    def _accepts_replay(self, env: Envelope) -> bool:
+        if self._types is not None and not isinstance(env.event, self._types):
+            return False
+        return self._session is None or env.session == self._session
+
     async def get(self) -> Envelope:
         """The next envelope; raises :class:`~oturn.ClosedError` at end of stream."""
         try:
@@ -231,6 +250,8 @@ class Subscription(_Base):
 
     def get_nowait(self) -> Envelope:
         """The next envelope if one is buffered; :class:`~oturn.WouldBlock` if none is."""
+        if self._backfill is not None:
+            raise WouldBlock("older envelopes must first be read from the store: use get() or async for")
         if self._replay or self._buf:
             if self._replay:
                 self._delivered += 1
