@@ -326,7 +326,11 @@ class SessionLockedError(StoreError):
         self.session = session
         self.holder = holder
         self.expires = expires
-        super().__init__(f"session {session!r} is being written by {holder!r}; open it read-only or wait for the lease")
+        if holder:
+            message = f"session {session!r} is being written by {holder!r}; wait for its lease to end"
+        else:
+            message = f"session {session!r} has no writer lease held by this writer; acquire it first"
+        super().__init__(message)
 
 
 class CorruptRecordError(StoreError):
