@@ -24,7 +24,9 @@ LiteLLM runs on asyncio only; so does this adapter.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import importlib
 import importlib.util
 import os
@@ -87,7 +89,18 @@ def _import_litellm() -> ModuleType:
         if _litellm is None:
             for name, value in _ENVIRONMENT.items():
                 os.environ.setdefault(name, value)
-            import litellm
+            # The import allocates hundreds of thousands of objects; full garbage collections
+            # triggered in this thread would stop the event loop (which needs the GIL) for
+            # 50-150 ms each. Collect nothing while importing, then move what survived to the
+            # permanent generation so that later collections do not scan it either.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                import litellm
+            finally:
+                if collecting:
+                    gc.freeze()
+                    gc.enable()
 
             litellm.suppress_debug_info = True
             # LiteLLM 1.x (seen in 1.106) imports its MCP gateway, which needs the optional
@@ -97,11 +110,36 @@ def _import_litellm() -> ModuleType:
             # Passed only when `mcp` is missing (the canary test in
             # tests/llm/test_litellm_adapter.py tells when LiteLLM no longer needs it).
             _skip_mcp_handler = importlib.util.find_spec("mcp") is None
-            for name in _WARM_MODULES:
+            gc.disable()
+            try:
+                for name in _WARM_MODULES:
+                    with contextlib.suppress(Exception):
+                        importlib.import_module(name)
+                # LiteLLM builds many pydantic schemas lazily, on its first streamed response:
+                # tens of milliseconds on the event loop. Stream one mocked response here, in
+                # this worker thread (on an event loop of its own), so they are built already.
                 with contextlib.suppress(Exception):
-                    importlib.import_module(name)
+                    asyncio.run(_mock_stream(litellm))
+            finally:
+                if collecting:
+                    gc.freeze()
+                    gc.enable()
             _litellm = litellm
         return _litellm
+
+
+async def _mock_stream(litellm: Any) -> None:
+    response = await litellm.acompletion(
+        model="openai/oturn-warm-up",
+        messages=[{"role": "user", "content": "warm up"}],
+        mock_response="ok",
+        stream=True,
+        stream_options={"include_usage": True},
+        max_retries=0,
+        timeout=5,
+    )
+    async for chunk in response:
+        chunk.model_dump()
 
 
 async def _load() -> ModuleType:
