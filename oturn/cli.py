@@ -4,7 +4,10 @@ Kept import-light: ``import oturn.cli`` loads the standard library and
 ``oturn._version`` only; whatever a subcommand needs is imported when it runs.
 
 - ``oturn --version`` / ``oturn version``: print ``oturn <version>``.
-- ``oturn demo``: run the bundled agent demo (``oturn._demo``) when it is available.
+- ``oturn demo``: run the bundled agent demo (``oturn._demo``), offline.
+- ``oturn chat --model PROVIDER/MODEL``: the same loop against a real model (``oturn._chat``).
+- ``oturn sessions``, ``replay``, ``export``, ``import``, ``fork``: stored sessions
+  (:mod:`oturn.cli_sessions`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from oturn._chat import main as chat_main
+
+    try:
+        return chat_main(list(args.demo_args))
+    except SystemExit as exc:  # argparse: --help and usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oturn",
@@ -84,6 +96,16 @@ def _parser() -> argparse.ArgumentParser:
     # Everything after ``demo`` (``--help`` included) is the demo's own command line.
     demo = commands.add_parser("demo", help="run the agent demo (when available)", add_help=False)
     demo.set_defaults(func=_cmd_demo, passes_through=True)
+
+    # ``chat`` works the same way: its own options follow it.
+    chat = commands.add_parser(
+        "chat", help="chat with a real model through LiteLLM (--model PROVIDER/MODEL)", add_help=False
+    )
+    chat.set_defaults(func=_cmd_chat, passes_through=True)
+
+    from oturn.cli_sessions import add_commands  # stdlib-only at import, like this module
+
+    add_commands(commands)
     return parser
 
 
