@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -52,7 +53,7 @@ __all__ = ["Nucleus", "OnReducerError"]
 S = TypeVar("S")
 
 _BUILTIN_EFFECTS = (StartTimer, CancelTimer, CancelEffect, Feed)
-_YIELD_EVERY = 64
+_YIELD_EVERY = 256
 
 
 class OnReducerError(enum.StrEnum):
@@ -423,15 +424,22 @@ class Nucleus(Generic[S]):
 
     async def _loop(self) -> None:
         # The hot path: everything for one signal happens inline, without creating a
-        # coroutine, unless a ``block`` subscriber is full (then we wait for it).
+        # coroutine, unless something must be waited for (a full ``block`` subscriber, the
+        # journal, a reducer error). The counters live in locals and are written back to
+        # ``self`` before every await (other tasks only run then and may read them).
         inbox = self._inbox
         items = inbox._items
+        send_waiters = inbox._send_waiters
         reducer = self._reducer
         history = self._history
         keep = self._history_limit
         session = self._session
-        now = self._clock.now
+        # SystemClock.now is time.time: call the C function directly (one Python call less).
+        now = time.time if type(self._clock) is SystemClock else self._clock.now
         journal = self._journal
+        state = self._state
+        cause = self._signal_seq
+        seq = self._seq
         budget = _YIELD_EVERY
         try:
             while True:
@@ -442,17 +450,18 @@ class Nucleus(Generic[S]):
                     await inbox.wait_nonempty()
                     continue
                 signal = items.popleft()
-                if inbox._send_waiters:
-                    inbox._send_waiters[0].set()
-                self._signal_seq = cause = self._signal_seq + 1
+                if send_waiters:
+                    send_waiters[0].set()
+                self._signal_seq = cause = cause + 1
                 at = now()
                 if journal is not None:
                     journal.record_signal(cause, at, signal)
                 try:
-                    t: object = reducer(self._state, signal)
+                    t: object = reducer(state, signal)
                 except Exception as exc:
                     kind = "contract" if isinstance(exc, ReducerContractError) else "reducer"
                     await self._reducer_failed(signal, kind, f"{type(exc).__name__}: {exc}", exc, at)
+                    seq = self._seq
                     if self._phase is _Phase.FAILED:
                         break
                     continue
@@ -460,15 +469,16 @@ class Nucleus(Generic[S]):
                     await self._reducer_failed(
                         signal, "contract", f"the reducer returned {type(t).__name__}, not a Transition", None, at
                     )
+                    seq = self._seq
                     if self._phase is _Phase.FAILED:
                         break
                     continue
-                self._state = t.state
+                self._state = state = t.state
                 events = t.events
                 if events:
                     turn = t.turn
                     for event in events:
-                        self._seq = seq = self._seq + 1
+                        seq += 1
                         env = Envelope(seq, at, session, turn, cause, event)
                         if keep:
                             history.append(env)
@@ -480,11 +490,13 @@ class Nucleus(Generic[S]):
                                 if sub._filtered and not sub._accepts(env):
                                     continue
                                 if not sub._offer(env):
+                                    self._seq = seq
                                     await sub._offer_blocking(env)
+                    self._seq = seq
                 effects = t.effects
                 if journal is not None:
                     if journal.due_snapshot():
-                        journal.record_snapshot(cause, self._seq, at, self._state)
+                        journal.record_snapshot(cause, seq, at, state)
                     if journal.must_wait(bool(effects) and not t.terminal):
                         await journal.flush()  # write-ahead: the effects' cause is durable first
                 if t.terminal:

@@ -41,6 +41,7 @@ from oturn import (
     UsageError,
     WouldBlock,
 )
+from oturn.runtime.nucleus import _YIELD_EVERY
 from oturn.testing import FakeClock, capture, drive, settle
 from oturn.testing.strategies import Add, Boom, Burst, DemoState, Quiet, Say, demo_reducer
 from strategies import on_backends
@@ -188,15 +189,16 @@ async def test_at_is_the_injected_clock_time_when_the_transition_was_reduced() -
 @on_backends()
 async def test_seq_strictly_increases_across_many_signals_and_yields_to_other_tasks() -> None:
     backlog_seen: list[int] = []
-    async with Nucleus(reducer, (), inbox=4096) as nucleus, nucleus.subscribe(buffer=1000) as sub:
-        for i in range(500):
+    count = 8 * _YIELD_EVERY  # the nucleus yields every _YIELD_EVERY signals: 8 chances to interleave
+    async with Nucleus(reducer, (), inbox=count) as nucleus, nucleus.subscribe(buffer=count) as sub:
+        for i in range(count):
             nucleus.send_nowait(note(str(i)))
         got: list[Envelope] = []
-        while len(got) < 500:
+        while len(got) < count:
             got.append(await sub.get())
             backlog_seen.append(nucleus.statistics().inbox_depth)
-    assert [env.seq for env in got] == list(range(1, 501))
-    assert got[-1].cause == 500
+    assert [env.seq for env in got] == list(range(1, count + 1))
+    assert got[-1].cause == count
     # The reader ran while signals were still queued: the nucleus does not hog the loop.
     assert max(backlog_seen) > 0
 
