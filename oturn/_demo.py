@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
@@ -223,7 +224,7 @@ async def _run(args: argparse.Namespace, out: TextIO, read: Callable[[str], str]
     if not interactive and not args.yes:
         out.write("No terminal to ask for approvals: approving them all (as with --yes).\n")
     out.write("\n")
-    async with agent.session(id="demo") as session:
+    async with agent.session(id=args.session, store=args.store) as session:
 
         async def ask(request: ApprovalRequest) -> None:
             prompt = f"  ? {request.tool}({request.arguments}) needs your approval [y]es / [n]o / [a]lways: "
@@ -255,16 +256,22 @@ async def _run(args: argparse.Namespace, out: TextIO, read: Callable[[str], str]
         total = session.state.session_usage
         out.write(f"session usage: {_usage_line(total)}\n")
         out.write(f"notes saved: {len(notes)}\n")
+    if args.store is not None:
+        out.write(f"session {args.session!r} saved in {args.store}: oturn replay {args.session} --db {args.store}\n")
     model.assert_complete()
     return 0
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, read: Callable[[str], str] = input) -> int:
-    """Run the demo; ``argv`` as for ``oturn demo`` (``--yes``, ``--fast``)."""
+    """Run the demo; ``argv`` as for ``oturn demo`` (``--yes``, ``--fast``, ``--store URL``, ``--session ID``)."""
     parser = argparse.ArgumentParser(prog="oturn demo", description=__doc__)
     parser.add_argument("--yes", "-y", action="store_true", help="approve every request without asking")
     parser.add_argument("--fast", action="store_true", help="no pauses between streamed pieces")
+    parser.add_argument("--store", metavar="URL", help="keep the session in this store (e.g. sqlite:///tmp/demo.db)")
+    parser.add_argument("--session", metavar="ID", default="demo", help="the session id (default: demo)")
     args = parser.parse_args(list(argv) if argv is not None else [])
+    if args.store is not None and "://" not in args.store:  # a SQLite file path
+        args.store = "sqlite://" + str(Path(args.store).expanduser().absolute())
     stream = out if out is not None else sys.stdout
 
     async def go() -> int:

@@ -31,6 +31,9 @@ from pytest_asyncio import is_async_test
 from oturn.testing.network import network_guard_fixture
 from redis_server import RedisServer, RedisServerError, find_redis_server
 
+# The store conformance kit lives in the package: let pytest rewrite its asserts.
+pytest.register_assert_rewrite("oturn.testing.store_kit")
+
 # -- hypothesis -------------------------------------------------------------------------
 
 settings.register_profile("ci", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])

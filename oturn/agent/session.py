@@ -96,7 +96,16 @@ class Session:
                 from oturn.store.url import open_store
 
                 store = self._owned_store = open_store(store)
-            journal = Journal(store, self._id, agent_codec(), durability=durability, snapshot_every=snapshot_every)
+            from oturn.store.sessions import agent_meta
+
+            journal = Journal(
+                store,
+                self._id,
+                agent_codec(),
+                durability=durability,
+                snapshot_every=snapshot_every,
+                meta=agent_meta(agent),  # lets `oturn replay` rebuild this session's reducer
+            )
         self._nucleus: Nucleus[AgentState] = Nucleus(
             self._reducer,
             self._reducer.initial(),

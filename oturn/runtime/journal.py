@@ -4,8 +4,10 @@ The reduction loop hands every signal (with its time) and every envelope to
 :meth:`Journal.record_signal` / :meth:`Journal.record_event`, which only encode and
 buffer them; a writer task in the nucleus's task group appends the buffer to the store
 in one transaction per batch (group commit: whatever accumulated while the previous
-write ran goes in the next one). The buffer is bounded: when ``max_pending`` records
-wait, the loop waits for the writer (the journal is a ``block``-policy subscriber).
+write ran goes in the next one; while the loop is busy recording and nobody waits for
+durability, the writer lets the batch grow to half of ``max_pending`` first). The buffer
+is bounded: when ``max_pending`` records wait, the loop waits for the writer (the journal
+is a ``block``-policy subscriber).
 
 Durability (``durability=``):
 
@@ -22,12 +24,14 @@ restore reads the latest snapshot and replays only the tail.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 import anyio
+import msgspec
 
 from oturn._exceptions import CorruptRecordError, InvalidPolicyError, StoreError
 from oturn.core.codec import Codec
@@ -77,7 +81,8 @@ class Journal(Generic[S]):
 
     ``owner`` identifies this writer for the store's lease (default: host, pid and a
     random part); the lease is taken on restore, renewed as the journal writes, and
-    released when the nucleus closes.
+    released when the nucleus closes. ``meta`` is stored with the session when the
+    journal creates it (an agent session records its turn configuration there).
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class Journal(Generic[S]):
         owner: str | None = None,
         lease_ttl: float = 30.0,
         clock: Callable[[], float] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> None:
         try:
             self.durability = Durability(durability)
@@ -114,8 +120,12 @@ class Journal(Generic[S]):
         self.snapshot_every = snapshot_every
         self.owner = owner
         self.lease_ttl = float(lease_ttl)
+        self.meta = dict(meta) if meta is not None else None
         self._now = clock
-        self._encode = codec.encode
+        encoder = getattr(codec, "_encoder", None)
+        # the hot path calls msgspec's encoder itself when Codec.encode would only wrap it
+        plain = type(codec).encode is Codec.encode and isinstance(encoder, msgspec.json.Encoder)
+        self._encode: Callable[[object], bytes] = encoder.encode if plain else codec.encode  # type: ignore[union-attr]
         self._signals: list[SignalRecord] = []
         self._events: list[EventRecord] = []
         self._snapshot: SnapshotRecord | None = None
@@ -124,6 +134,7 @@ class Journal(Generic[S]):
         self._recorded_event = 0
         self._committed_event = 0
         self._writing = False
+        self._flushing = 0  # flush() calls waiting
         self._wake: anyio.Event = anyio.Event()
         self._progress: anyio.Event = anyio.Event()
         self._failure: BaseException | None = None
@@ -134,6 +145,8 @@ class Journal(Generic[S]):
         self._lease_renewed_at = -math.inf
         self.batches = 0
         self.records_written = 0
+        self.snapshot_problem: str | None = None
+        """Set by :meth:`restore` when the latest snapshot could not be read (the whole log was replayed)."""
 
     # -- restore --------------------------------------------------------------------------
 
@@ -141,34 +154,48 @@ class Journal(Generic[S]):
         """Open the session (create it if new), take the lease, and rebuild the state.
 
         The state is the latest snapshot with the signals after it reduced again (their
-        events and effects are not published or run again). A reducer that raised on a
-        signal originally leaves the state as it was, as it did then. Raises
-        :class:`~oturn.CorruptRecordError` naming the first unreadable record.
+        events and effects are not published or run again); a snapshot that cannot be
+        read is ignored (see :attr:`snapshot_problem`) and the whole log is reduced. A
+        reducer that raised on a signal originally leaves the state as it was, as it did
+        then. Raises :class:`~oturn.CorruptRecordError` naming the first unreadable signal.
         """
         store, session = self.store, self.session
         info = await store.info(session)
         if info is None:
-            await store.create(session, now=now)
+            await store.create(session, meta=self.meta, now=now)
             await store.acquire(session, self.owner, ttl=self.lease_ttl, now=now)
             self._lease_renewed_at = now
             return Restored(initial, 0, 0, fresh=True, snapshot_seq=0, replayed=0)
         await store.acquire(session, self.owner, ttl=self.lease_ttl, now=now)
         self._lease_renewed_at = now
+        try:
+            return await self._rebuild(reducer, initial)
+        except BaseException:
+            # A log that cannot be restored (a corrupt record, a store error, a cancel) must
+            # not keep the session locked by a writer that will never write.
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):  # the original error says more
+                await store.release(session, self.owner)
+            raise
+
+    async def _rebuild(self, reducer: Callable[[S, Signal], Transition[S]], initial: S) -> Restored[S]:
+        store, session = self.store, self.session
         state = initial
         snapshot_seq = 0
-        snapshot = await store.latest_snapshot(session)
-        if snapshot is not None:
-            try:
+        expected_events = 0  # the events the log's signals published (what a replay would produce)
+        try:
+            snapshot = await store.latest_snapshot(session)
+            if snapshot is not None:
                 state = self.codec.decode_state(snapshot.data)
-            except Exception as exc:
-                raise CorruptRecordError(
-                    f"the snapshot after signal {snapshot.signal_seq} does not decode: {exc}",
-                    session=session,
-                    seq=snapshot.signal_seq,
-                ) from exc
-            snapshot_seq = snapshot.signal_seq
+                snapshot_seq = snapshot.signal_seq
+                expected_events = snapshot.event_seq
+        except (CorruptRecordError, msgspec.DecodeError) as exc:
+            # A snapshot is derived data: when it cannot be read (damaged, or a state type
+            # that changed), the log alone rebuilds the state, from its first signal.
+            self.snapshot_problem = f"the latest snapshot was unreadable and was ignored: {exc}"
+            state, snapshot_seq, expected_events = initial, 0, 0
         seq = snapshot_seq
         replayed = 0
+        last: tuple[SignalRecord, Transition[S]] | None = None
         while True:
             batch = await store.signals(session, after=seq, limit=2048)
             if not batch:
@@ -185,13 +212,34 @@ class Journal(Generic[S]):
                     t = None
                 if isinstance(t, Transition):
                     state = t.state
+                    expected_events += len(t.events)
+                    last = (record, t)
+                else:
+                    expected_events += 1  # the nucleus published an error event
+                    last = None
                 seq = record.seq
                 replayed += 1
         self._recorded = self._committed = seq
         info = await store.info(session)
         event_seq = info.events if info is not None else 0
+        if last is not None and event_seq < expected_events <= event_seq + len(last[1].events):
+            # A crash between two writes of one signal's events (the loop waited for a
+            # full `block` subscriber mid-way) left only the first of them durable:
+            # write the rest, so that the log replays to exactly the stored events.
+            event_seq = await self._complete_events(last[0], last[1], expected_events - event_seq, event_seq)
         self._recorded_event = self._committed_event = event_seq
         return Restored(state, seq, event_seq, fresh=False, snapshot_seq=snapshot_seq, replayed=replayed)
+
+    async def _complete_events(self, record: SignalRecord, t: Transition[S], missing: int, event_seq: int) -> int:
+        encode = self._encode
+        events = t.events[len(t.events) - missing :]
+        records = []
+        for event in events:
+            event_seq += 1
+            tag = event.__struct_config__.tag
+            records.append(EventRecord(event_seq, record.seq, record.at, t.turn, tag, encode(event)))  # type: ignore[arg-type]
+        await self.store.append(self.session, [], records, owner=self.owner)
+        return event_seq
 
     def decode_signal(self, record: SignalRecord) -> Signal:
         """The signal of ``record``, or :class:`~oturn.CorruptRecordError` naming it."""
@@ -258,6 +306,13 @@ class Journal(Generic[S]):
     async def flush(self) -> None:
         """Wait until everything recorded so far is committed (re-raises a write failure)."""
         target, target_event = self._recorded, self._recorded_event
+        self._flushing += 1
+        try:
+            await self._flush(target, target_event)
+        finally:
+            self._flushing -= 1
+
+    async def _flush(self, target: int, target_event: int) -> None:
         while self._committed < target or self._committed_event < target_event:
             if self._failure is not None:
                 raise StoreError(f"the journal of session {self.session!r} failed") from self._failure
@@ -276,6 +331,24 @@ class Journal(Generic[S]):
         finally:
             self._done.set()
 
+    async def _gather(self) -> None:
+        """Let a busy loop fill the batch before writing it (nobody waiting for it meanwhile).
+
+        While the loop keeps recording (the buffer grew during one pass of the event loop)
+        and no ``flush`` waits, the write is put off, up to half of ``max_pending``: a
+        write running beside a busy loop is slowed down by the GIL at every row, and each
+        small batch costs a transaction. An idle loop, or a flush, starts it at once.
+        """
+        self._writing = True  # the loop need not wake the writer meanwhile
+        limit = self.max_pending // 2
+        while not self._flushing and not self._closed:
+            before = len(self._signals) + len(self._events)
+            if before >= limit:
+                break
+            await anyio.lowlevel.checkpoint()
+            if len(self._signals) + len(self._events) == before:
+                break
+
     async def _write_until_closed(self, now: Callable[[], float]) -> None:
         store, session, owner = self.store, self.session, self.owner
         while True:
@@ -285,6 +358,7 @@ class Journal(Generic[S]):
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
+            await self._gather()
             signals, self._signals = self._signals, []
             events, self._events = self._events, []
             snapshot, self._snapshot = self._snapshot, None

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiosqlite
+import anyio
 import msgspec
 
 from oturn._exceptions import ClosedError, CorruptRecordError, SessionLockedError, StoreError, UsageError
@@ -140,6 +141,10 @@ class SQLiteStore:
         try:
             await db
         except sqlite3.Error as exc:
+            # aiosqlite stops its thread without waiting for it when connecting fails; the
+            # thread then reports to this event loop, which must still be running: wait.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(db._thread.join, 5.0)
             raise self._translate(exc, "opening it") from exc
         conn = db._conn
         try:
@@ -147,7 +152,10 @@ class SQLiteStore:
                 _setup, conn, self.path, self.busy_timeout, self.synchronous, schema.MIGRATIONS
             )
         except BaseException as exc:
-            await db.close()
+            # Shielded: a cancelled open must still stop aiosqlite's thread, or the thread
+            # later reports a future of a closed event loop.
+            with anyio.CancelScope(shield=True):
+                await db.close()
             if isinstance(exc, sqlite3.Error):
                 raise self._translate(exc, "opening it") from exc
             raise
@@ -159,7 +167,8 @@ class SQLiteStore:
         self._entered = 0
         if db is not None:
             try:
-                await db.close()
+                with anyio.CancelScope(shield=True):  # calls in flight finish on their thread first
+                    await db.close()
             except sqlite3.Error as exc:
                 raise self._translate(exc, "closing it") from exc
 

@@ -117,7 +117,7 @@ _line = st.one_of(
     # no line breaks (they end a line), no surrogates (not encodable as UTF-8)
     st.builds(
         lambda v: f"data: {v}",
-        st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12),
+        st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=12),
     ),
     st.builds(lambda v: f"event: {v}", st.sampled_from(["error", "message", "x"])),
     st.builds(lambda v: f"id: {v}", st.text(alphabet="abc0123", max_size=3)),
