@@ -15,10 +15,18 @@ to show the cost without that batching.
 - ``turn_ms``: wall time of the reference turn (target <= 1.5 ms).
 - ``chunk_us``: ``turn_ms`` / number of chunks (target <= 1.0 us), so it also carries
   the turn's fixed costs (two model calls, three tool runs).
-- ``stall_ms``: the longest time the event loop was blocked during a turn through
-  LiteLLM against a local OpenAI-compatible server, in a fresh process, so the first
-  model call pays LiteLLM's import (target <= 5 ms). Needs the ``llm`` and ``dev``
-  extras; skipped otherwise.
+- ``stall_ms``: the longest time the event loop was blocked during the first two turns
+  of a fresh process through the default ``Agent("openai/...")`` backend (LiteLLM in a
+  worker process) against a local OpenAI-compatible server (run in a process of its own),
+  so the first model call pays LiteLLM's import (target <= 5 ms); the median over
+  ``--stall-runs`` fresh processes (3) of each run's longest gap. ``stall_ms_thread``:
+  the same with ``llm_process=False`` (LiteLLM imported in a thread of this process).
+  ``stall_noise_ms``: the floor of this machine, the same ticker in a process doing
+  nothing while another process imports LiteLLM. ``litellm_first_turn_ms`` /
+  ``litellm_turn_ms``: wall time of the first turn (the import included) and of the
+  second; ``litellm_loop_cpu_us_per_chunk``: the CPU time of the agent's process per
+  streamed chunk (LiteLLM's own work counts only in-thread). Needs the ``llm`` and
+  ``dev`` extras; skipped otherwise.
 
     python benchmarks/bench_turn.py [--json] [--repeat N]
 """
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -165,13 +174,28 @@ def measure_turns(repeat: int, per_chunk: bool, source: str = "fake") -> tuple[f
     return statistics.median(times), chunks, received
 
 
+SERVER_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from oturn.testing.openai_server import OpenAIServer
+
+    async def main():
+        async with OpenAIServer(text="w " * PIECES, piece=2) as server:
+            print(server.base_url, flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until stdin closes
+
+    asyncio.run(main())
+    """
+).replace("PIECES", "100")
+"""The fake OpenAI-compatible server, in a process of its own: the measured loop runs only the
+agent (and, in-thread, LiteLLM). Its "text" scenario streams ~100 content chunks."""
+
 STALL_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys, time
     import oturn
-    from oturn.testing.openai_server import OpenAIServer
 
-    async def main():
+    async def main(backend, base_url):
         gaps = []
         stop = asyncio.Event()
 
@@ -183,36 +207,139 @@ STALL_SCRIPT = textwrap.dedent(
                 gaps.append(now - last)
                 last = now
 
-        async with OpenAIServer() as server:
-            agent = oturn.Agent("openai/text", api_base=server.base_url, api_key="x")
-            async with agent.session() as session:
-                task = asyncio.ensure_future(ticker())
-                start = time.perf_counter()
-                result = await session.run("hello")
-                first = time.perf_counter() - start
-                start = time.perf_counter()
-                await session.run("again")
-                second = time.perf_counter() - start
-                stop.set()
-                await task
-        print(json.dumps({"outcome": result.outcome, "max_gap": max(gaps), "first": first, "second": second}))
+        agent = oturn.Agent("openai/text", api_base=base_url, api_key="x", llm_process=backend == "process")
+        async with agent.session() as session:
+            task = asyncio.ensure_future(ticker())
+            start = time.perf_counter()
+            result = await session.run("hello")
+            first = time.perf_counter() - start
+            first_gap = max(gaps)
+            start = time.perf_counter()
+            await session.run("again")
+            second = time.perf_counter() - start
+            stop.set()
+            await task
+            walls, cpus = [], []
+            for _ in range(3):  # without the ticker: the loop's CPU time per streamed chunk
+                start, cpu = time.perf_counter(), time.process_time()
+                await session.run("more")
+                walls.append(time.perf_counter() - start)
+                cpus.append(time.process_time() - cpu)
+        print(json.dumps({"backend": type(agent.model).__name__, "outcome": result.outcome, "max_gap": max(gaps),
+                          "first_gap": first_gap, "first": first, "second": second, "wall": min(walls),
+                          "cpu": min(cpus), "litellm_here": "litellm" in sys.modules}))
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+NOISE_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, os, subprocess, sys, time
+
+    async def main():
+        gaps = []
+        env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS="True")
+        other = subprocess.Popen([sys.executable, "-c", "import litellm"], env=env)
+        last = time.perf_counter()
+        while other.poll() is None:
+            await asyncio.sleep(0.0005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+        print(json.dumps({"max_gap": max(gaps)}))
 
     asyncio.run(main())
     """
 )
+"""The machine's floor: the longest gap of the same ticker in a process doing nothing else while
+another, unrelated process imports LiteLLM (the CPU contention the worker process adds)."""
+
+STREAM_CHUNKS = 103  # the "text" scenario above: role, 100 content deltas, finish, usage
 
 
-def measure_stall() -> dict[str, Any] | None:
-    try:
-        import aiohttp  # noqa: F401
-        import litellm  # noqa: F401  (only checks it is installed; the child imports it for real)
-    except ImportError:
-        return None
-    proc = subprocess.run([sys.executable, "-c", STALL_SCRIPT], capture_output=True, text=True, timeout=300)
+def _run_json(script: str, *args: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"stall measurement failed:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+def _median_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, value in reports[0].items() if isinstance(value, float)]
+    return {key: statistics.median(report[key] for report in reports) for key in keys}
+
+
+def measure_stall(runs: int = 3) -> dict[str, dict[str, Any]] | None:
+    """Per backend (``process``: the default, ``thread``) and for ``noise``: the median over ``runs``
+    fresh processes of each figure of the scripts' reports (the machine's scheduling noise
+    moves a single run's longest gap by a few milliseconds)."""
+    if importlib.util.find_spec("litellm") is None or importlib.util.find_spec("aiohttp") is None:
+        return None
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    reports: dict[str, list[dict[str, Any]]] = {"process": [], "thread": [], "noise": []}
+    try:
+        assert server.stdout is not None
+        base_url = server.stdout.readline().strip()
+        for _ in range(runs):
+            for backend in ("process", "thread"):
+                reports[backend].append(_run_json(STALL_SCRIPT, backend, base_url))
+            reports["noise"].append(_run_json(NOISE_SCRIPT))
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(10)
+    return {name: _median_report(results) for name, results in reports.items()}
+
+
+def stall_rows(stall: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for backend, suffix in (("process", ""), ("thread", "_thread")):
+        report = stall[backend]
+        mode = f"litellm {backend}" + (" (default)" if backend == "process" else "")
+        rows += [
+            {
+                "name": f"stall_ms{suffix}",
+                "value": round(report["max_gap"] * 1e3, 3),
+                "unit": "ms",
+                "target": 5.0 if backend == "process" else None,
+                "mode": f"{mode}, first two turns, median of runs",
+            },
+            {
+                "name": f"litellm_first_turn_ms{suffix}",
+                "value": round(report["first"] * 1e3, 1),
+                "unit": "ms",
+                "target": None,
+                "mode": mode,
+            },
+            {
+                "name": f"litellm_turn_ms{suffix}",
+                "value": round(report["second"] * 1e3, 1),
+                "unit": "ms",
+                "target": None,
+                "mode": f"{mode}, {STREAM_CHUNKS} chunks",
+            },
+            {
+                "name": f"litellm_loop_cpu_us_per_chunk{suffix}",
+                "value": round(report["cpu"] / STREAM_CHUNKS * 1e6, 1),
+                "unit": "us",
+                "target": None,
+                "mode": f"{mode}, this process's CPU / chunk",
+            },
+        ]
+    rows.append(
+        {
+            "name": "stall_noise_ms",
+            "value": round(stall["noise"]["max_gap"] * 1e3, 3),
+            "unit": "ms",
+            "target": None,
+            "mode": "idle loop while another process imports litellm",
+        }
+    )
+    return rows
 
 
 def main() -> int:
@@ -220,6 +347,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--no-stall", action="store_true", help="skip the LiteLLM stall measurement")
+    parser.add_argument("--stall-runs", type=int, default=3, help="fresh processes per backend (median)")
     args = parser.parse_args()
 
     asyncio.run(reference_turn(False))  # warm up imports and caches
@@ -274,35 +402,9 @@ def main() -> int:
         },
     ]
     if not args.no_stall:
-        stall = measure_stall()
+        stall = measure_stall(max(1, args.stall_runs))
         if stall is not None:
-            rows.append(
-                {
-                    "name": "stall_ms",
-                    "value": round(stall["max_gap"] * 1e3, 3),
-                    "unit": "ms",
-                    "target": 5.0,
-                    "mode": "litellm first call",
-                }
-            )
-            rows.append(
-                {
-                    "name": "litellm_first_turn_ms",
-                    "value": round(stall["first"] * 1e3, 1),
-                    "unit": "ms",
-                    "target": None,
-                    "mode": "litellm",
-                }
-            )
-            rows.append(
-                {
-                    "name": "litellm_turn_ms",
-                    "value": round(stall["second"] * 1e3, 1),
-                    "unit": "ms",
-                    "target": None,
-                    "mode": "litellm",
-                }
-            )
+            rows.extend(stall_rows(stall))
     for row in rows:
         row["ok"] = None if row["target"] is None else row["value"] <= row["target"]
     meta = {"chunks": chunks, "envelopes": received, "envelopes_per_chunk_mode": received_per_chunk}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,6 +39,13 @@ class Agent:
     with the :class:`~oturn.agent.model.Model` protocol, such as
     :class:`oturn.testing.FakeModel`.
 
+    - ``llm_process``: where LiteLLM runs for a model name. ``True`` (the default on
+      POSIX): in a worker process shared by the event loop's agents
+      (:class:`~oturn.llm.process.LiteLLMProcessModel`), so that neither its import nor
+      its per-chunk work ever stalls this event loop. ``False`` (the default on
+      Windows): in this process (:class:`~oturn.llm.litellm.LiteLLMModel`; imported in
+      a thread, but its import still holds the GIL for tens of milliseconds at a time).
+
     - ``approvals``: tool name or glob pattern → ``auto`` / ``ask`` / ``deny``; it
       overrides what tools declare themselves (``@tool(approval="ask")``).
     - ``input_policy``: input that arrives mid-turn is ``queue``-d, ``interrupt``-s the
@@ -66,6 +74,7 @@ class Agent:
         api_base: str | None = None,
         api_key: str | None = None,
         model_timeout: float = 120.0,
+        llm_process: bool | None = None,
     ) -> None:
         if not isinstance(max_steps, int) or max_steps < 1:
             raise UsageError(f"max_steps is a whole number >= 1; got {max_steps!r}")
@@ -82,9 +91,16 @@ class Agent:
         self.registry = ToolRegistry(tools)
         policy = ApprovalPolicy.from_mapping(approvals or {}).with_tool_defaults(self.registry.approvals())
         if isinstance(model, str):
-            from oturn.llm.litellm import LiteLLMModel
+            if llm_process is None:
+                llm_process = sys.platform != "win32"
+            if llm_process:
+                from oturn.llm.process import LiteLLMProcessModel
 
-            self.model: Model = LiteLLMModel(api_base=api_base, api_key=api_key, timeout=model_timeout)
+                self.model: Model = LiteLLMProcessModel(api_base=api_base, api_key=api_key, timeout=model_timeout)
+            else:
+                from oturn.llm.litellm import LiteLLMModel
+
+                self.model = LiteLLMModel(api_base=api_base, api_key=api_key, timeout=model_timeout)
             model_name = model
         elif isinstance(model, Model):
             self.model = model
