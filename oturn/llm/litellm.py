@@ -31,6 +31,7 @@ import importlib
 import importlib.util
 import os
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Final
@@ -142,6 +143,31 @@ async def _mock_stream(litellm: Any) -> None:
         chunk.model_dump()
 
 
+_last_loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
+
+
+def _forget_clients_of_other_loops(litellm: Any) -> None:
+    """Drop LiteLLM's cached HTTP clients when calls come from a new event loop.
+
+    LiteLLM keys its client cache by ``id(loop)``; a new loop can get the id of a closed
+    one, and a client bound to the closed loop then hangs the call. Flushing the cache
+    when the loop object changes avoids that (in the common one-loop program it never
+    happens after the first call).
+    """
+    global _last_loop
+    loop = asyncio.get_running_loop()
+    previous = _last_loop() if _last_loop is not None else None
+    if previous is loop:
+        return
+    if _last_loop is not None:
+        cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+        flush = getattr(cache, "flush_cache", None)
+        if callable(flush):
+            with contextlib.suppress(Exception):
+                flush()
+    _last_loop = weakref.ref(loop)
+
+
 async def _load() -> ModuleType:
     module = _litellm
     if module is not None:
@@ -240,6 +266,7 @@ class LiteLLMModel:
         original exception.
         """
         litellm = await _load()
+        _forget_clients_of_other_loops(litellm)
         kwargs = self.completion_kwargs(call)
         if call.tools and _skip_mcp_handler:
             kwargs["_skip_mcp_handler"] = True

@@ -43,6 +43,8 @@ from oturn.store.records import EventRecord, SignalRecord, SnapshotRecord
 
 __all__ = ["Durability", "Journal", "Restored"]
 
+_TAGS: dict[type, str] = {}  # message type -> its wire tag
+
 S = TypeVar("S")
 
 
@@ -136,6 +138,7 @@ class Journal(Generic[S]):
         self._writing = False
         self._flushing = 0  # flush() calls waiting
         self._wake: anyio.Event = anyio.Event()
+        self._woken = False
         self._progress: anyio.Event = anyio.Event()
         self._failure: BaseException | None = None
         self._closed = False
@@ -255,9 +258,14 @@ class Journal(Generic[S]):
 
     def record_signal(self, seq: int, at: float, signal: Signal) -> None:
         """Buffer a reduced signal."""
-        self._signals.append(SignalRecord(seq, at, signal.__struct_config__.tag, self._encode(signal)))  # type: ignore[arg-type]
+        kind = type(signal)
+        tag = _TAGS.get(kind)
+        if tag is None:
+            tag = _TAGS[kind] = kind.__struct_config__.tag  # type: ignore[assignment]
+        self._signals.append(SignalRecord(seq, at, tag, self._encode(signal)))  # type: ignore[arg-type]
         self._recorded = seq
-        if not self._writing:
+        if not self._writing and not self._woken:
+            self._woken = True  # one wake-up per idle writer, not one per signal
             self._wake.set()
 
     def record_event(self, envelope: Envelope) -> None:
@@ -356,6 +364,7 @@ class Journal(Generic[S]):
                 if self._closed:
                     return
                 self._wake = anyio.Event()
+                self._woken = False
                 await self._wake.wait()
                 continue
             await self._gather()
