@@ -144,6 +144,7 @@ async def _mock_stream(litellm: Any) -> None:
 
 
 _last_loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
+_stale_clients: list[object] = []
 
 
 def _forget_clients_of_other_loops(litellm: Any) -> None:
@@ -164,6 +165,9 @@ def _forget_clients_of_other_loops(litellm: Any) -> None:
         flush = getattr(cache, "flush_cache", None)
         if callable(flush):
             with contextlib.suppress(Exception):
+                # The clients belong to a closed loop and cannot be closed any more; keep
+                # them referenced so that they are not collected (with a ResourceWarning each).
+                _stale_clients.extend(getattr(cache, "cache_dict", {}).values())
                 flush()
     _last_loop = weakref.ref(loop)
 
