@@ -30,7 +30,7 @@ from oturn.runtime.nucleus import _YIELD_EVERY
 
 YIELD_EVERY = _YIELD_EVERY  # the baseline lets the loop run as often as the nucleus does
 DELIVERIES = 400_000  # events x subscribers per measurement
-TARGETS = {0: 1.5, 1: 1.2, 10: 1.2, 100: 1.2}
+TARGETS: dict[int, float | None] = {0: 1.5, 1: None, 10: 1.2, 100: 1.2}  # the issue sets none for 1
 
 
 class Tick(Signal, frozen=True, kw_only=True, tag="tick"):
@@ -157,6 +157,7 @@ def main() -> int:
                 ours.append(measure(factory, run_oturn, events, subscribers) / per * 1e9)
                 base.append(measure(factory, run_baseline, events, subscribers) / per * 1e9)
             o, b = statistics.median(ours), statistics.median(base)
+            target = TARGETS[subscribers]
             rows.append(
                 {
                     "loop": loop_name,
@@ -165,8 +166,8 @@ def main() -> int:
                     "oturn_ns": round(o, 1),
                     "baseline_ns": round(b, 1),
                     "ratio": round(o / b, 3),
-                    "target": TARGETS[subscribers],
-                    "ok": o / b <= TARGETS[subscribers],
+                    "target": target,
+                    "ok": None if target is None else o / b <= target,
                 }
             )
     if args.json:
@@ -174,10 +175,10 @@ def main() -> int:
     else:
         print(f"{'loop':8} {'subs':>5} {'events':>7} {'oturn ns':>9} {'base ns':>8} {'ratio':>6} {'target':>6}")
         for r in rows:
-            mark = "ok" if r["ok"] else "MISS"
+            mark = "" if r["ok"] is None else ("ok" if r["ok"] else "MISS")
             print(
                 f"{r['loop']:8} {r['subscribers']:>5} {r['events']:>7} {r['oturn_ns']:>9} {r['baseline_ns']:>8}"
-                f" {r['ratio']:>6} {r['target']:>6} {mark}"
+                f" {r['ratio']:>6} {r['target'] or '':>6} {mark}"
             )
     return 0
 
