@@ -34,7 +34,7 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import ModuleType
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import anyio
 from msgspec.structs import replace
@@ -189,33 +189,20 @@ def is_litellm_loaded() -> bool:
     return _litellm is not None
 
 
-class LiteLLMModel:
-    """A :class:`~oturn.agent.model.Model` that streams through ``litellm.acompletion``.
-
-    - ``api_base`` / ``api_key``: passed on every call (``None``: LiteLLM's defaults,
-      e.g. ``OPENAI_API_KEY``). The key is never logged and ``repr`` masks it; provider
-      messages that echo it are redacted in oturn's exceptions.
-    - ``timeout``: the deadline of a whole call, in seconds (also given to LiteLLM as
-      its ``timeout=``). Raise it for long generations.
-    - ``idle_timeout``: the longest silence allowed between two chunks once the
-      response has started (default ``min(30, timeout)``).
-    - ``params``: extra keyword arguments for every call (``temperature``,
-      ``extra_headers``, ...); a call's own ``params`` override them. The keys the
-      adapter sets (``model``, ``messages``, ``tools``, ``stream``, ``max_retries``,
-      ``timeout``, ``api_base``, ``base_url``, ``api_key``) are refused;
-      ``stream_options`` is merged with ``include_usage``.
-    """
+class _LiteLLMOptions:
+    """The options of :class:`LiteLLMModel` and ``LiteLLMProcessModel``: checked and stored in one place."""
 
     __slots__ = ("_api_key", "api_base", "idle_timeout", "params", "timeout")
+    _repr_name: ClassVar[str]
 
     def __init__(
         self,
         *,
-        api_base: str | None = None,
-        api_key: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        idle_timeout: float | None = None,
-        params: Mapping[str, Any] | None = None,
+        api_base: str | None,
+        api_key: str | None,
+        timeout: float,
+        idle_timeout: float | None,
+        params: Mapping[str, Any] | None,
     ) -> None:
         if not timeout > 0:
             raise UsageError(f"timeout must be positive, got {timeout!r}")
@@ -232,9 +219,41 @@ class LiteLLMModel:
     def __repr__(self) -> str:
         key = "None" if self._api_key is None else "'***'"
         return (
-            f"LiteLLMModel(api_base={self.api_base!r}, api_key={key}, timeout={self.timeout:g},"
+            f"{self._repr_name}(api_base={self.api_base!r}, api_key={key}, timeout={self.timeout:g},"
             f" idle_timeout={self.idle_timeout:g}, params={sorted(self.params)})"
         )
+
+
+class LiteLLMModel(_LiteLLMOptions):
+    """A :class:`~oturn.agent.model.Model` that streams through ``litellm.acompletion``.
+
+    - ``api_base`` / ``api_key``: passed on every call (``None``: LiteLLM's defaults,
+      e.g. ``OPENAI_API_KEY``). The key is never logged and ``repr`` masks it; provider
+      messages that echo it are redacted in oturn's exceptions.
+    - ``timeout``: the deadline of a whole call, in seconds (also given to LiteLLM as
+      its ``timeout=``). Raise it for long generations.
+    - ``idle_timeout``: the longest silence allowed between two chunks once the
+      response has started (default ``min(30, timeout)``).
+    - ``params``: extra keyword arguments for every call (``temperature``,
+      ``extra_headers``, ...); a call's own ``params`` override them. The keys the
+      adapter sets (``model``, ``messages``, ``tools``, ``stream``, ``max_retries``,
+      ``timeout``, ``api_base``, ``base_url``, ``api_key``) are refused;
+      ``stream_options`` is merged with ``include_usage``.
+    """
+
+    __slots__ = ()
+    _repr_name: ClassVar[str] = "LiteLLMModel"
+
+    def __init__(
+        self,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        idle_timeout: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(api_base=api_base, api_key=api_key, timeout=timeout, idle_timeout=idle_timeout, params=params)
 
     @staticmethod
     async def prewarm() -> None:

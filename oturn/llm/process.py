@@ -59,7 +59,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, ClassVar, Final, TypeAlias, cast
 
 import anyio
 import msgspec
@@ -84,7 +84,7 @@ from oturn._exceptions import (
 from oturn.agent.deltas import StreamDelta, TextDelta
 from oturn.agent.effects import CallModel
 from oturn.llm.errors import redact
-from oturn.llm.litellm import DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, _check_params
+from oturn.llm.litellm import DEFAULT_TIMEOUT, _check_params, _LiteLLMOptions
 from oturn.llm.worker import (
     HEADER,
     NO_NETWORK_ENV,
@@ -768,7 +768,7 @@ def shared_worker() -> LiteLLMWorker:
     return worker
 
 
-class LiteLLMProcessModel:
+class LiteLLMProcessModel(_LiteLLMOptions):
     """A :class:`~oturn.agent.model.Model` that streams through LiteLLM in a worker process.
 
     The options are :class:`~oturn.llm.litellm.LiteLLMModel`'s (``api_base``,
@@ -778,7 +778,8 @@ class LiteLLMProcessModel:
     worker and, for the shared one, stops it at the end (the next call starts another).
     """
 
-    __slots__ = ("_api_key", "_worker", "api_base", "idle_timeout", "params", "timeout")
+    __slots__ = ("_worker",)
+    _repr_name: ClassVar[str] = "LiteLLMProcessModel"
 
     def __init__(
         self,
@@ -790,25 +791,8 @@ class LiteLLMProcessModel:
         params: Mapping[str, Any] | None = None,
         worker: LiteLLMWorker | None = None,
     ) -> None:
-        if not timeout > 0:
-            raise UsageError(f"timeout must be positive, got {timeout!r}")
-        if idle_timeout is not None and not idle_timeout > 0:
-            raise UsageError(f"idle_timeout must be positive, got {idle_timeout!r}")
-        params = dict(params or {})
-        _check_params(params, "params")
-        self.api_base = api_base
-        self._api_key = api_key
-        self.timeout = float(timeout)
-        self.idle_timeout = float(idle_timeout) if idle_timeout is not None else min(DEFAULT_IDLE_TIMEOUT, self.timeout)
-        self.params: dict[str, Any] = params
+        super().__init__(api_base=api_base, api_key=api_key, timeout=timeout, idle_timeout=idle_timeout, params=params)
         self._worker = worker
-
-    def __repr__(self) -> str:
-        key = "None" if self._api_key is None else "'***'"
-        return (
-            f"LiteLLMProcessModel(api_base={self.api_base!r}, api_key={key}, timeout={self.timeout:g},"
-            f" idle_timeout={self.idle_timeout:g}, params={sorted(self.params)})"
-        )
 
     @property
     def worker(self) -> LiteLLMWorker:

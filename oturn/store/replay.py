@@ -360,49 +360,43 @@ def render_transcript(envelopes: Sequence[Envelope], *, color: bool = False) -> 
         mode = ""
         return "" if at_line_start else put("\n")
 
+    def line(text: str) -> Iterator[str]:
+        """A new line (unless at the start of one), then ``text``."""
+        yield newline()
+        yield put(text)
+
     for envelope in envelopes:
         event = envelope.event
         if isinstance(event, ev.MessageSent):
-            yield newline()
-            yield put(f"{bold}you>{reset} {event.text}\n")
+            yield from line(f"{bold}you>{reset} {event.text}\n")
         elif isinstance(event, ev.AssistantReasoningDelta):
             if mode != "reasoning":
-                yield newline()
-                yield put(f"{dim}  (thinking) ")
+                yield from line(f"{dim}  (thinking) ")
                 mode = "reasoning"
             yield put(event.text)
         elif isinstance(event, ev.AssistantDelta):
             if mode != "text":
-                yield newline()
-                yield put(f"{reset}{bold}assistant>{reset} ")
+                yield from line(f"{reset}{bold}assistant>{reset} ")
                 mode = "text"
             yield put(event.text)
         elif isinstance(event, ev.ToolCall):
-            yield newline()
-            yield put(f"  -> {event.name}({event.arguments})\n")
+            yield from line(f"  -> {event.name}({event.arguments})\n")
         elif isinstance(event, ev.ToolOutput):
-            yield newline()
-            yield put(f"     {event.text}\n")
+            yield from line(f"     {event.text}\n")
         elif isinstance(event, ev.ToolResult):
-            yield newline()
             mark = "!!" if event.is_error else "<-"
-            yield put(f"  {mark} {event.name}: {event.content}\n")
+            yield from line(f"  {mark} {event.name}: {event.content}\n")
         elif isinstance(event, ev.ApprovalRequest):
-            yield newline()
-            yield put(f"  ? {event.tool}({event.arguments}) needs approval [{event.id}]\n")
+            yield from line(f"  ? {event.tool}({event.arguments}) needs approval [{event.id}]\n")
         elif isinstance(event, ev.ApprovalResolved):
-            yield newline()
             verdict = "approved" if event.approved else "denied"
             message = f": {event.message}" if event.message else ""
-            yield put(f"  {dim}[{verdict}: {event.how}{message}]{reset}\n")
+            yield from line(f"  {dim}[{verdict}: {event.how}{message}]{reset}\n")
         elif isinstance(event, ev.ChoiceRequest):
-            yield newline()
-            yield put(f"  ? {event.prompt} {list(event.options)} [{event.id}]\n")
+            yield from line(f"  ? {event.prompt} {list(event.options)} [{event.id}]\n")
         elif isinstance(event, ev.ChoiceResolved):
-            yield newline()
-            yield put(f"  {dim}[chosen: {event.value}]{reset}\n")
+            yield from line(f"  {dim}[chosen: {event.value}]{reset}\n")
         elif isinstance(event, ev.SessionResumed):
-            yield newline()
             parts = []
             if event.model_call:
                 parts.append(f"model call {event.model_call} made again")
@@ -411,23 +405,18 @@ def render_transcript(envelopes: Sequence[Envelope], *, color: bool = False) -> 
             if event.pending:
                 parts.append(f"still waiting for approval: {', '.join(event.pending)}")
             detail = f" ({'; '.join(parts)})" if parts else ""
-            yield put(f"{dim}[session resumed after a restart{detail}]{reset}\n")
+            yield from line(f"{dim}[session resumed after a restart{detail}]{reset}\n")
         elif isinstance(event, ev.Ignored):
-            yield newline()
-            yield put(f"  {dim}[ignored {event.signal} {event.id}: {event.reason}]{reset}\n")
+            yield from line(f"  {dim}[ignored {event.signal} {event.id}: {event.reason}]{reset}\n")
         elif isinstance(event, ev.InputRejected):
-            yield newline()
-            yield put(f"  {dim}[input {event.input_id} rejected: {event.reason}]{reset}\n")
+            yield from line(f"  {dim}[input {event.input_id} rejected: {event.reason}]{reset}\n")
         elif isinstance(event, ev.RunAborted):
-            yield newline()
-            yield put(f"  {dim}[turn {event.turn} aborted: {event.reason}]{reset}\n")
+            yield from line(f"  {dim}[turn {event.turn} aborted: {event.reason}]{reset}\n")
         elif isinstance(event, ev.TurnFinished):
-            yield newline()
             detail = f" ({event.error.message})" if event.error else ""
-            yield put(f"{dim}[turn {event.turn} {event.outcome}{detail}; {usage_line(event.usage)}]{reset}\n\n")
+            yield from line(f"{dim}[turn {event.turn} {event.outcome}{detail}; {usage_line(event.usage)}]{reset}\n\n")
         elif isinstance(event, ErrorEvent):
-            yield newline()
-            yield put(
+            yield from line(
                 f"{dim}[reducer error on signal {event.signal_seq} ({event.signal_type}): {event.message}]{reset}\n"
             )
         elif isinstance(
@@ -444,8 +433,7 @@ def render_transcript(envelopes: Sequence[Envelope], *, color: bool = False) -> 
         ):
             continue
         else:
-            yield newline()
-            yield put(f"{dim}[{event.__struct_config__.tag}]{reset}\n")
+            yield from line(f"{dim}[{event.__struct_config__.tag}]{reset}\n")
     yield newline()
 
 

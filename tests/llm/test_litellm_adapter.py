@@ -21,6 +21,7 @@ import anyio
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from litellm_helpers import MESSAGES, TEXT, TOOLS, collect, failure, module_loop
 
 from oturn import (
     AuthenticationError,
@@ -37,7 +38,7 @@ from oturn import (
 from oturn.agent.deltas import StreamDelta, TextDelta
 from oturn.agent.effects import CallModel
 from oturn.agent.model import Model
-from oturn.agent.stream import StreamState, apply, end
+from oturn.agent.stream import StreamState, apply
 from oturn.llm.errors import exception_chain
 from oturn.llm.litellm import LiteLLMModel, prewarm
 from oturn.testing.openai_server import (
@@ -49,22 +50,7 @@ from oturn.testing.openai_server import (
     make_chunk,
 )
 
-module_loop = pytest.mark.asyncio(loop_scope="module")
-"""Every async test here runs on the module's loop (the server fixture lives there)."""
-
-TEXT = "The quick brown fox jumps over the lazy dog."
 KEY = "sk-oturn-test-7f3a9c"
-MESSAGES = [{"role": "user", "content": "hi"}]
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-        },
-    }
-]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -83,25 +69,6 @@ def model(server: OpenAIServer) -> LiteLLMModel:
 
 def call(scenario: str, **kwargs: Any) -> CallModel:
     return CallModel(key="t1:m1", model=f"openai/{scenario}", messages=MESSAGES, **kwargs)
-
-
-async def collect(model: LiteLLMModel, c: CallModel) -> tuple[StreamState, list[Sequence[StreamDelta]]]:
-    state = StreamState()
-    batches: list[Sequence[StreamDelta]] = []
-    async for batch in model.stream(c):
-        batches.append(batch)
-        state = apply(state, batch)
-    return end(state), batches
-
-
-async def failure(model: LiteLLMModel, c: CallModel) -> tuple[ProviderError, StreamState]:
-    state = StreamState()
-    try:
-        async for batch in model.stream(c):
-            state = apply(state, batch)
-    except ProviderError as exc:
-        return exc, state
-    raise AssertionError(f"{c.model} did not fail")
 
 
 # -- streams that work ---------------------------------------------------------------------
