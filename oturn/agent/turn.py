@@ -50,6 +50,7 @@ from oturn.agent.events import (
     StateChanged,
     ToolCall,
     ToolExit,
+    ToolOutput,
     ToolResult,
     ToolStarted,
     TurnFinished,
@@ -279,9 +280,8 @@ class TurnReducer:
                 error=error,
             )
         )
-        for timer in s.calls:
-            if timer.status == "approval":
-                self._cancel_timer(timer.key, out)
+        # Every caller has closed the step's calls (and their approval timers) already.
+        assert not s.calls, "a turn ends only after its step's calls are settled"
         s = replace(s, turn=None, call=None, stream=None, calls=(), choices=(), stop_after_step=False)
         s = self._phase(s, "error" if outcome == "failed" else "idle", out)
         if s.queue:
@@ -504,8 +504,6 @@ class TurnReducer:
         return self._advance(s, out)
 
     def _on_tool_progress(self, s: AgentState, sig: ToolProgress) -> Transition[AgentState]:
-        from oturn.agent.events import ToolOutput
-
         i = self._find(s, sig.call)
         if i < 0 or s.calls[i].status != "running":
             return Transition(s)
