@@ -83,6 +83,14 @@ _skip_mcp_handler = False
 """Whether calls with tools must pass ``_skip_mcp_handler=True`` (see :func:`_import_litellm`)."""
 
 
+def _has_mcp_precheck() -> bool:
+    """Whether this LiteLLM checks ``tools`` before it imports its MCP gateway (1.110 does)."""
+    try:
+        return importlib.util.find_spec("litellm.responses.mcp.tool_precheck") is not None
+    except ImportError:
+        return False
+
+
 def _import_litellm() -> ModuleType:
     """Import and configure LiteLLM (in a worker thread); concurrent callers import it once."""
     global _litellm, _skip_mcp_handler
@@ -108,9 +116,10 @@ def _import_litellm() -> ModuleType:
             # `mcp` package, for every completion that has `tools`: without `mcp` installed
             # each such call fails with "No module named 'mcp'". oturn's tools are plain
             # function tools, so the gateway is never wanted; its own private switch skips it.
-            # Passed only when `mcp` is missing (the canary test in
-            # tests/llm/test_litellm_adapter.py tells when LiteLLM no longer needs it).
-            _skip_mcp_handler = importlib.util.find_spec("mcp") is None
+            # Passed only when `mcp` is missing and LiteLLM lacks the tool precheck it grew
+            # by 1.110 (which only enters the gateway for tools that name it); the canary
+            # test in tests/llm/test_litellm_adapter.py checks both versions' behaviour.
+            _skip_mcp_handler = importlib.util.find_spec("mcp") is None and not _has_mcp_precheck()
             gc.disable()
             try:
                 for name in _WARM_MODULES:

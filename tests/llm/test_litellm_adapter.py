@@ -257,28 +257,39 @@ async def test_slow_stream_continues_when_released(model: LiteLLMModel, server: 
 
 
 @module_loop
-async def test_litellm_still_needs_the_mcp_workaround(server: OpenAIServer) -> None:
-    """Canary: LiteLLM imports its MCP gateway (and the optional ``mcp`` package) for every call
-    with ``tools``; without ``mcp`` each such call fails. LiteLLMModel passes LiteLLM's private
-    ``_skip_mcp_handler=True`` then (and the request the server gets carries no trace of it).
-    When this test fails, LiteLLM fixed it: drop the workaround in oturn/llm/litellm.py."""
+async def test_calls_with_tools_work_without_the_mcp_package(server: OpenAIServer) -> None:
+    """LiteLLM ≤ 1.106 imports its MCP gateway (and the optional ``mcp`` package) for every call
+    with ``tools``, so without ``mcp`` each such call fails; LiteLLMModel passes LiteLLM's
+    private ``_skip_mcp_handler=True`` then. LiteLLM 1.110 checks the tools first and needs no
+    switch. The canary half states which behaviour this LiteLLM has, so the test fails the day
+    it changes; either way LiteLLMModel's call works and the request carries no private key."""
     import importlib.util
 
     import litellm
 
+    from oturn.llm import litellm as adapter
+
     if importlib.util.find_spec("mcp") is not None:
         pytest.skip("the mcp package is installed: LiteLLM's MCP import works")
-    with pytest.raises(Exception, match="No module named 'mcp'"):
-        await litellm.acompletion(
-            model="openai/text",
-            messages=MESSAGES,
-            tools=TOOLS,
-            stream=True,
-            max_retries=0,
-            timeout=5,
-            api_base=server.base_url,
-            api_key=KEY,
-        )
+    raw = litellm.acompletion(
+        model="openai/text",
+        messages=MESSAGES,
+        tools=TOOLS,
+        stream=True,
+        max_retries=0,
+        timeout=5,
+        api_base=server.base_url,
+        api_key=KEY,
+    )
+    if adapter._has_mcp_precheck():
+        response = await raw
+        async for _ in response:
+            pass
+        assert not adapter._skip_mcp_handler
+    else:
+        with pytest.raises(Exception, match="No module named 'mcp'"):
+            await raw
+        assert adapter._skip_mcp_handler
     server.requests.clear()
     model = LiteLLMModel(api_base=server.base_url, api_key=KEY)
     await collect(model, call("text", tools=TOOLS))

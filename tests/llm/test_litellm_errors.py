@@ -36,7 +36,9 @@ E = TypeVar("E", bound=BaseException)
 
 MODEL = "gpt-4o"
 PROVIDER = "openai"
-REQUEST = httpx.Request("POST", "https://api.example.invalid/v1/chat/completions")
+REQUEST: Any = httpx.Request("POST", "https://api.example.invalid/v1/chat/completions")
+"""``Any``: the openai SDK types its errors' requests and responses as httpx's (openai 1.x/2.x)
+or as httpx2's (openai 3.x); httpx objects work with both at run time."""
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def litellm() -> ModuleType:
     return _import_litellm()
 
 
-def response(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
+def response(status: int, headers: dict[str, str] | None = None) -> Any:
     """A response as a server sends it (a server always sends some headers)."""
     return httpx.Response(status, headers={"content-type": "application/json", **(headers or {})}, request=REQUEST)
 
