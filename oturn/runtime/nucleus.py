@@ -7,7 +7,7 @@ import enum
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
@@ -39,7 +39,7 @@ from oturn.core.envelope import Envelope
 from oturn.core.messages import Effect, Event, Signal
 from oturn.core.reducer import Reducer
 from oturn.core.transition import Transition
-from oturn.runtime._event import Waiter, waiter_factory
+from oturn.runtime._event import READY, Waiter, ready_factory, waiter_factory
 from oturn.runtime.clock import Clock, SystemClock
 from oturn.runtime.effects import EffectContext, Handler
 from oturn.runtime.inbox import Inbox
@@ -54,6 +54,21 @@ S = TypeVar("S")
 
 _BUILTIN_EFFECTS = (StartTimer, CancelTimer, CancelEffect, Feed)
 _YIELD_EVERY = 256
+
+# The types already checked to be Signal subclasses: ``type(x) in`` a set is cheaper
+# than ``isinstance`` against a class with a metaclass (msgspec's StructMeta).
+_SIGNAL_TYPES: set[type] = set()
+
+# One history-ring record per transition that published events:
+# (seq of its first event, at, turn, cause, events). Envelopes are built from it on
+# demand, so a nucleus nobody subscribes to builds none.
+_Record = tuple[int, float, "str | None", int, Sequence[Event]]
+
+
+def _check_signal(signal: object, verb: str) -> None:
+    if not isinstance(signal, Signal):
+        raise InvalidSignalError(f"{verb}() takes a Signal; got {type(signal).__name__}: {signal!r}")
+    _SIGNAL_TYPES.add(type(signal))
 
 
 class OnReducerError(enum.StrEnum):
@@ -145,7 +160,9 @@ class Nucleus(Generic[S]):
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._session = session
         self._inbox: Inbox[Signal] = Inbox(inbox)
-        self._history: deque[Envelope] = deque(maxlen=history) if history else deque(maxlen=0)
+        # At most ``history`` records; they hold at least ``history`` envelopes, of which
+        # the newest ``history`` are served (see _ring).
+        self._history: deque[_Record] = deque(maxlen=history)
         self._history_limit = history
         self._shutdown_timeout = float(shutdown_timeout)
         self._subs: tuple[_Base, ...] = ()
@@ -169,6 +186,7 @@ class Nucleus(Generic[S]):
         self._drained = anyio.Event()
         self._ended = anyio.Event()
         self._new_waiter: Callable[[], Waiter] = anyio.Event
+        self._ready: Awaitable[None] = READY
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -187,6 +205,7 @@ class Nucleus(Generic[S]):
             self._signal_seq = restored.signal_seq
             self._seq = self._seq_base = restored.event_seq
         self._new_waiter = waiter_factory()
+        self._ready = ready_factory()
         self._inbox._new_waiter = self._new_waiter
         for sub in self._subs:
             sub._new_waiter = self._new_waiter
@@ -258,14 +277,21 @@ class Nucleus(Generic[S]):
 
     # -- input --------------------------------------------------------------------------
 
-    async def send(self, signal: Signal) -> None:
-        """Put ``signal`` in the inbox, waiting while it is full."""
-        if not isinstance(signal, Signal):
-            raise InvalidSignalError(f"send() takes a Signal; got {type(signal).__name__}: {signal!r}")
+    def send(self, signal: Signal) -> Awaitable[None]:
+        """Put ``signal`` in the inbox, waiting while it is full: ``await nucleus.send(signal)``.
+
+        When the inbox has room the signal is queued at once and the returned awaitable
+        is already complete (no scheduling point, like ``asyncio.Queue.put``); otherwise
+        awaiting it waits for room. Always await the result: an un-awaited send of a
+        full inbox sends nothing. A non-signal (:class:`~oturn.InvalidSignalError`) and a
+        closed nucleus (:class:`~oturn.ClosedError`) raise at the call.
+        """
+        if type(signal) not in _SIGNAL_TYPES:
+            _check_signal(signal, "send")
         inbox = self._inbox
         items = inbox._items
         if len(items) < inbox._capacity and not inbox._closed and not inbox._send_waiters:
-            # Fast path, inlined: no scheduling point when there is room (like asyncio.Queue.put).
+            # Fast path, inlined: no coroutine is created when there is room.
             items.append(signal)
             if len(items) > inbox._peak:
                 inbox._peak = len(items)
@@ -273,13 +299,15 @@ class Nucleus(Generic[S]):
             if waiter is not None:
                 inbox._recv_waiter = None
                 waiter.set()
-            return
-        await inbox.put(signal)
+            return self._ready
+        if inbox._closed:
+            raise ClosedError("the nucleus is closed; it accepts no more signals")
+        return inbox.put(signal)
 
     def send_nowait(self, signal: Signal) -> None:
         """Put ``signal`` in the inbox or raise :class:`~oturn.InboxFullError` when it is full."""
-        if not isinstance(signal, Signal):
-            raise InvalidSignalError(f"send_nowait() takes a Signal; got {type(signal).__name__}: {signal!r}")
+        if type(signal) not in _SIGNAL_TYPES:
+            _check_signal(signal, "send_nowait")
         self._inbox.put_nowait(signal)
 
     # -- subscriptions ------------------------------------------------------------------
@@ -338,13 +366,13 @@ class Nucleus(Generic[S]):
             if not isinstance(from_seq, int) or isinstance(from_seq, bool) or from_seq < 1:
                 raise InvalidPolicyError(f"from_seq is a seq >= 1; got {from_seq!r}")
             if from_seq <= self._seq:
-                oldest = self._history[0].seq if self._history else None
+                oldest = self._oldest()
                 if oldest is None or from_seq < oldest:
                     if self._journal is None or queue is not None:
                         raise HistoryUnavailableError(from_seq, oldest)
                     # Older than the ring: the subscription reads them from the store first.
                     backfill = (from_seq - 1, (oldest - 1) if oldest is not None else self._seq)
-                replay = [env for env in self._history if env.seq >= from_seq]
+                replay = self._ring(from_seq)
             else:
                 min_seq = from_seq
         ended = self._phase not in (_Phase.NEW, _Phase.RUNNING, _Phase.CLOSING)
@@ -425,14 +453,17 @@ class Nucleus(Generic[S]):
     async def _loop(self) -> None:
         # The hot path: everything for one signal happens inline, without creating a
         # coroutine, unless something must be waited for (a full ``block`` subscriber, the
-        # journal, a reducer error). The counters live in locals and are written back to
-        # ``self`` before every await (other tasks only run then and may read them).
+        # journal, a reducer error). The counters and the state live in locals; they are
+        # written back to ``self`` before anything that may look at them runs: every
+        # await (other tasks only run then), every subscriber offer, effect dispatch and
+        # the end of the loop. Envelopes are built only when someone takes them (a
+        # subscriber or the journal); the history ring keeps one record per transition.
         inbox = self._inbox
         items = inbox._items
+        pop = items.popleft
         send_waiters = inbox._send_waiters
         reducer = self._reducer
-        history = self._history
-        keep = self._history_limit
+        record = self._history.append if self._history_limit else None
         session = self._session
         # SystemClock.now is time.time: call the C function directly (one Python call less).
         now = time.time if type(self._clock) is SystemClock else self._clock.now
@@ -444,74 +475,85 @@ class Nucleus(Generic[S]):
         try:
             while True:
                 if not items:
-                    if inbox.closed:
+                    self._state, self._signal_seq, self._seq = state, cause, seq
+                    if inbox._closed:
                         break
                     budget = _YIELD_EVERY
                     await inbox.wait_nonempty()
                     continue
-                signal = items.popleft()
+                signal = pop()
                 if send_waiters:
                     send_waiters[0].set()
-                self._signal_seq = cause = cause + 1
+                cause += 1
                 at = now()
                 if journal is not None:
                     journal.record_signal(cause, at, signal)
                 try:
                     t: object = reducer(state, signal)
+                    if type(t) is not Transition and not isinstance(t, Transition):
+                        raise ReducerContractError(f"the reducer returned {type(t).__name__}, not a Transition")
                 except Exception as exc:
+                    self._state, self._signal_seq, self._seq = state, cause, seq
                     kind = "contract" if isinstance(exc, ReducerContractError) else "reducer"
-                    await self._reducer_failed(signal, kind, f"{type(exc).__name__}: {exc}", exc, at)
-                    seq = self._seq
-                    if self._phase is _Phase.FAILED:
-                        break
-                    continue
-                if type(t) is not Transition and not isinstance(t, Transition):
-                    await self._reducer_failed(
-                        signal, "contract", f"the reducer returned {type(t).__name__}, not a Transition", None, at
+                    contract = (
+                        kind == "contract" and exc.__traceback__ is not None and exc.__traceback__.tb_next is None
                     )
+                    message = str(exc) if contract else f"{type(exc).__name__}: {exc}"
+                    await self._reducer_failed(signal, kind, message, None if contract else exc, at)
                     seq = self._seq
                     if self._phase is _Phase.FAILED:
                         break
                     continue
-                self._state = state = t.state
+                state = t.state
                 events = t.events
                 if events:
-                    turn = t.turn
-                    for event in events:
-                        seq += 1
-                        env = Envelope(seq, at, session, turn, cause, event)
-                        if keep:
-                            history.append(env)
-                        if journal is not None:
-                            journal.record_event(env)
-                        subs = self._subs
-                        if subs:
+                    try:
+                        count = len(events)
+                    except TypeError:  # an iterable that is not a sequence: keep what it yields
+                        events = tuple(events)
+                        count = len(events)
+                    if record is not None:
+                        record((seq + 1, at, t.turn, cause, events))
+                    subs = self._subs
+                    if subs or journal is not None:
+                        self._state, self._signal_seq = state, cause
+                        turn = t.turn
+                        for event in events:
+                            seq += 1
+                            env = Envelope(seq, at, session, turn, cause, event)
+                            if journal is not None:
+                                journal.record_event(env)
+                            self._seq = seq
                             for sub in subs:
                                 if sub._filtered and not sub._accepts(env):
                                     continue
                                 if not sub._offer(env):
-                                    self._seq = seq
                                     await sub._offer_blocking(env)
-                    self._seq = seq
+                            subs = self._subs
+                    else:
+                        seq += count
                 effects = t.effects
-                if journal is not None:
-                    if journal.due_snapshot():
-                        journal.record_snapshot(cause, seq, at, state)
-                    if journal.must_wait(bool(effects) and not t.terminal):
-                        await journal.flush()  # write-ahead: the effects' cause is durable first
-                if t.terminal:
-                    self._phase = _Phase.TERMINATED
-                    self._outcomes_discarded += len(effects)
-                    self._terminate()
-                    break
-                if effects:
+                if effects or t.terminal or journal is not None:
+                    self._state, self._signal_seq, self._seq = state, cause, seq
+                    if journal is not None:
+                        if journal.due_snapshot():
+                            journal.record_snapshot(cause, seq, at, state)
+                        if journal.must_wait(bool(effects) and not t.terminal):
+                            await journal.flush()  # write-ahead: the effects' cause is durable first
+                    if t.terminal:
+                        self._phase = _Phase.TERMINATED
+                        self._outcomes_discarded += len(effects)
+                        self._terminate()
+                        break
                     for effect in effects:
                         self._dispatch(effect)
                 budget -= 1
                 if not budget:
                     budget = _YIELD_EVERY
+                    self._state, self._signal_seq, self._seq = state, cause, seq
                     await anyio.lowlevel.checkpoint()
         finally:
+            self._state, self._signal_seq, self._seq = state, cause, seq
             self._drained.set()
         self._end_subscriptions()
         self._ended.set()
@@ -521,9 +563,9 @@ class Nucleus(Generic[S]):
         cause = self._signal_seq
         for event in events:
             self._seq = seq = self._seq + 1
-            env = Envelope(seq=seq, at=at, session=session, turn=turn, cause=cause, event=event)
             if self._history_limit:
-                self._history.append(env)
+                self._history.append((seq, at, turn, cause, (event,)))
+            env = Envelope(seq, at, session, turn, cause, event)
             if self._journal is not None:
                 self._journal.record_event(env)
             for sub in self._subs:
@@ -684,7 +726,26 @@ class Nucleus(Generic[S]):
 
     def history(self) -> list[Envelope]:
         """The envelopes still held by the history ring, oldest first."""
-        return list(self._history)
+        return self._ring(1)
+
+    def _oldest(self) -> int | None:
+        """The oldest seq the history ring serves, or None when it holds nothing."""
+        if not self._history:
+            return None
+        return max(self._history[0][0], self._seq - self._history_limit + 1)
+
+    def _ring(self, from_seq: int) -> list[Envelope]:
+        """The envelopes the history ring serves from ``from_seq`` on, oldest first."""
+        low = max(from_seq, self._seq - self._history_limit + 1)
+        session = self._session
+        out: list[Envelope] = []
+        for first, at, turn, cause, events in self._history:
+            if first + len(events) <= low:
+                continue
+            for offset, event in enumerate(events):
+                if first + offset >= low:
+                    out.append(Envelope(first + offset, at, session, turn, cause, event))
+        return out
 
     def statistics(self) -> NucleusStatistics:
         """Counters of this nucleus."""
@@ -705,7 +766,7 @@ class Nucleus(Generic[S]):
             timers_pending=len(self._timers),
             outcomes_discarded=self._outcomes_discarded,
             signals_discarded=self._signals_discarded,
-            history_size=len(self._history),
+            history_size=0 if not self._history else self._seq - (self._oldest() or 0) + 1,
         )
 
     def __repr__(self) -> str:

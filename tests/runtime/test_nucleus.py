@@ -353,6 +353,49 @@ async def test_send_waits_for_room_while_the_inbox_is_full() -> None:
         await sub.aclose()
 
 
+@on_backends()
+async def test_send_with_room_queues_during_the_call_and_awaiting_it_does_not_yield() -> None:
+    async with Nucleus(reducer, (), inbox=4) as nucleus:
+        pending = nucleus.send(note("a"))
+        assert nucleus.statistics().inbox_depth == 1  # queued before it is awaited
+        await pending
+        await nucleus.send(note("b"))
+        # No scheduling point in either await: the reduction task has not run yet.
+        assert nucleus.statistics().inbox_depth == 2
+        assert nucleus.last_seq == 0
+        await settle()
+        assert nucleus.last_seq == 2
+
+
+@on_backends()
+async def test_send_raises_at_the_call_for_a_non_signal_or_a_closed_nucleus() -> None:
+    async with Nucleus(reducer, ()) as nucleus:
+        with pytest.raises(InvalidSignalError):
+            nucleus.send("not awaited")  # type: ignore[arg-type]
+    with pytest.raises(ClosedError):
+        nucleus.send(note("late"))
+
+
+@on_backends()
+async def test_a_full_inbox_send_waits_in_fifo_order_behind_earlier_waiters() -> None:
+    async with Nucleus(reducer, (), inbox=1) as nucleus:
+        nucleus.send_nowait(note("first"))
+        order: list[str] = []
+
+        async def sender(text: str) -> None:
+            await nucleus.send(note(text))
+            order.append(text)
+
+        async with anyio.create_task_group() as tg:
+            for text in ("w1", "w2", "w3"):
+                tg.start_soon(sender, text)
+                await settle()  # each sender is waiting before the next one starts
+        await settle()
+        assert order == ["w1", "w2", "w3"]
+        texts = [e.event.text for e in nucleus.history() if isinstance(e.event, Note)]
+        assert texts == ["first", "w1", "w2", "w3"]
+
+
 # -- reducer failures -------------------------------------------------------------------
 
 
