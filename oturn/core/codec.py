@@ -89,7 +89,10 @@ class Codec(Generic[S]):
         self.event_types = tuple(event_types)
         self.effect_types = tuple(effect_types)
         self.state_type = state
-        self._encoder = msgspec.json.Encoder()
+        # Sets and dicts in sorted order: the same value gives the same bytes in every
+        # process (a frozenset's iteration order depends on the hash seed), which replay
+        # verification and snapshots rely on.
+        self._encoder = msgspec.json.Encoder(order="deterministic")
         self._signals = msgspec.json.Decoder(_union(all_signals))
         self._events = msgspec.json.Decoder(_union(event_types))
         self._state: msgspec.json.Decoder[Any] = msgspec.json.Decoder(state)
@@ -99,7 +102,8 @@ class Codec(Generic[S]):
         }
 
     def encode(self, value: Any) -> bytes:
-        """msgspec JSON of a signal, an event or a state."""
+        """msgspec JSON of a signal, an event or a state; the same bytes for equal values in
+        every process (sets and dict keys are written sorted)."""
         return self._encoder.encode(value)
 
     def decode_signal(self, data: bytes | memoryview) -> Signal:
