@@ -22,7 +22,7 @@ from typing import Any
 
 import oturn
 from oturn.agent.effects import CallModel
-from oturn.agent.events import AssistantDelta, TurnFinished
+from oturn.agent.events import AssistantDelta
 from oturn.testing import FakeModel
 
 QUESTIONS = {
@@ -56,22 +56,20 @@ class ChatService:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with self.agent.session(id=f"conn-{next(self.ids)}") as session:
             self.out(f"[service] new connection: session {session.id}")
-            # Lossless ("block"): a slow client slows only its own session down.
-            events = session.subscribe(types=[AssistantDelta, TurnFinished])
             while line := await reader.readline():
                 question = line.decode().strip()
                 if not question:
                     continue
-                input_id = await session.send(question)
-                async for envelope in events:
-                    event = envelope.event
-                    if isinstance(event, AssistantDelta):
-                        writer.write(json.dumps({"delta": event.text}).encode() + b"\n")
+                # This question's turn only, lossless: a slow client slows only its own session.
+                async with session.stream(question, types=[AssistantDelta]) as turn:
+                    async for envelope in turn:
+                        delta = envelope.event
+                        assert isinstance(delta, AssistantDelta)
+                        writer.write(json.dumps({"delta": delta.text}).encode() + b"\n")
                         await writer.drain()
-                    elif isinstance(event, TurnFinished) and event.input_id == input_id:
-                        writer.write(json.dumps({"done": event.outcome}).encode() + b"\n")
-                        await writer.drain()
-                        break
+                outcome = turn.finished.outcome if turn.finished is not None else "closed"
+                writer.write(json.dumps({"done": outcome}).encode() + b"\n")
+                await writer.drain()
             self.out(f"[service] connection closed: session {session.id} ran {session.state.turns} turn(s)")
         writer.close()
         await writer.wait_closed()

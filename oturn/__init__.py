@@ -18,6 +18,7 @@ from oturn._exceptions import (
     EffectError,
     HistoryUnavailableError,
     InboxFullError,
+    InputRejectedError,
     InvalidPolicyError,
     InvalidSignalError,
     NoHandlerError,
@@ -90,7 +91,6 @@ from oturn.runtime import (
 _LAZY = {
     "Agent": "oturn.agent",
     "AgentState": "oturn.agent",
-    "InputRejectedError": "oturn.agent",
     "Model": "oturn.agent",
     "Session": "oturn.agent",
     "Tool": "oturn.tools",
@@ -101,7 +101,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from oturn.agent import Agent, AgentState, InputRejectedError, Model, Session, Usage
+    from oturn.agent import Agent, AgentState, Model, Session, Usage
     from oturn.tools import Tool, ToolContext, ToolRegistry, tool
 
 

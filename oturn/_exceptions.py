@@ -10,7 +10,8 @@ outage and ``except ProviderError`` never hides a bug::
     │   ├── InvalidSignalError        (also TypeError) send() got a non-Signal
     │   ├── InvalidPolicyError        (also ValueError) unknown overflow policy, buffer < 1, ...
     │   ├── HistoryUnavailableError   subscribe(from_seq=N) older than the history kept
-    │   └── ClosedError               send/subscribe on a closed nucleus or subscription
+    │   ├── ClosedError               send/subscribe on a closed nucleus or subscription
+    │   └── InputRejectedError        a session did not accept the input of run()/stream()
     ├── WouldBlock                    an ``X_nowait`` call found no room / nothing ready
     │   └── InboxFullError            send_nowait() on a full inbox
     ├── ReducerError                  a reducer raised; the state was left untouched
@@ -53,6 +54,7 @@ __all__ = [
     "EffectError",
     "HistoryUnavailableError",
     "InboxFullError",
+    "InputRejectedError",
     "InvalidPolicyError",
     "InvalidSignalError",
     "NoHandlerError",
@@ -113,6 +115,11 @@ class HistoryUnavailableError(UsageError, LookupError):
 
 class ClosedError(UsageError):
     """The nucleus or subscription is closed (or was never opened)."""
+
+
+class InputRejectedError(UsageError):
+    """A session did not accept the input of ``Session.run`` / ``Session.stream`` (empty, or
+    mid-turn with the input policy ``reject``)."""
 
 
 class WouldBlock(OturnError):

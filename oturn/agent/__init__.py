@@ -5,6 +5,7 @@ from oturn.agent.model import Model
 from oturn.agent.session import InputRejectedError, Session
 from oturn.agent.state import AgentState, PendingCall, PendingChoice
 from oturn.agent.turn import TurnConfig, TurnReducer
+from oturn.agent.turn_stream import TurnStream
 from oturn.agent.usage import Usage
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "Session",
     "TurnConfig",
     "TurnReducer",
+    "TurnStream",
     "Usage",
 ]

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
-from oturn._exceptions import ClosedError, ToolError, UsageError
+from oturn._exceptions import ClosedError, InputRejectedError, ToolError, UsageError
 from oturn.agent.codec import agent_codec
 from oturn.agent.deltas import AnyDelta
 from oturn.agent.effects import CallModel, DeliverChoice, RunTool
-from oturn.agent.events import InputRejected, TurnFinished
+from oturn.agent.events import TurnFinished
 from oturn.agent.signals import (
     Approve,
     Cancel,
@@ -30,6 +30,7 @@ from oturn.agent.signals import (
 )
 from oturn.agent.state import AgentState
 from oturn.agent.turn import TurnReducer
+from oturn.agent.turn_stream import TurnStream
 from oturn.core.messages import Event, Signal
 from oturn.runtime.clock import Clock
 from oturn.runtime.effects import EffectContext
@@ -46,10 +47,6 @@ if TYPE_CHECKING:
     from oturn.agent.agent import Agent
 
 __all__ = ["InputRejectedError", "Session"]
-
-
-class InputRejectedError(UsageError):
-    """``Session.run`` was given input the session did not accept (empty, or mid-turn with policy ``reject``)."""
 
 
 class _Choice:
@@ -174,17 +171,35 @@ class Session:
         :class:`TimeoutError` when ``timeout`` seconds pass first (the wait stops; the
         turn goes on: use :meth:`cancel` to stop it).
         """
-        input_id = self._next_input_id()
-        async with self._nucleus.subscribe(types=(TurnFinished, InputRejected), policy=Policy.BLOCK) as sub:
+        with anyio.fail_after(timeout):
+            async with self.stream(text, types=(TurnFinished,)) as turn:
+                async for _ in turn:
+                    pass
+        if turn.finished is None:  # not reached: the stream ends at turn_finished or raises
+            raise ClosedError("the session ended before the turn finished")
+        return turn.finished
+
+    def stream(
+        self, text: str, *, types: Iterable[type[Event]] | None = None, buffer: int = 1024, id: str | None = None
+    ) -> TurnStream:
+        """Send ``text`` and iterate the envelopes of the turn it starts, up to its ``turn_finished``.
+
+        ``async with session.stream("hi") as turn: async for envelope in turn: ...`` —
+        see :class:`~oturn.agent.TurnStream`. The message is sent on entering the block;
+        ``types=`` keeps only those event classes; ``buffer`` bounds the subscription
+        (policy ``block``: nothing is lost, the session waits for a full reader).
+        """
+        if not isinstance(text, str):
+            raise UsageError(f"stream() takes the message text (str); got {type(text).__name__}")
+        input_id = id or self._next_input_id()
+
+        def subscribe(kinds: tuple[type[Event], ...] | None) -> Subscription:
+            return self._nucleus.subscribe(types=kinds, policy=Policy.BLOCK, buffer=buffer)
+
+        async def send() -> None:
             await self.send(text, id=input_id)
-            with anyio.fail_after(timeout):
-                async for envelope in sub:
-                    event = envelope.event
-                    if isinstance(event, TurnFinished) and event.input_id == input_id:
-                        return event
-                    if isinstance(event, InputRejected) and event.input_id == input_id:
-                        raise InputRejectedError(f"input {input_id} was rejected: {event.reason}")
-        raise ClosedError("the session ended before the turn finished")
+
+        return TurnStream(subscribe, send, input_id, types)
 
     async def approve(self, request_id: str, *, arguments: str | None = None, always: bool = False) -> None:
         """Approve a pending request.

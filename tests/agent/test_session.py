@@ -17,7 +17,7 @@ import pytest
 import sniffio
 from turn_strategies import assert_history_valid
 
-from oturn import WouldBlock
+from oturn import ClosedError, UsageError, WouldBlock
 from oturn.agent.agent import Agent
 from oturn.agent.effects import CallModel
 from oturn.agent.events import (
@@ -51,6 +51,26 @@ async def run(session: Session, text: str) -> TurnFinished:
     """``session.run(text)``, bounded by the safety net."""
     with anyio.fail_after(LIMIT):
         return await session.run(text)
+
+
+async def read_turn(session: Session, text: str) -> list[Envelope]:
+    """Every envelope of ``session.stream(text)``, bounded by the safety net."""
+    with anyio.fail_after(LIMIT):
+        async with session.stream(text) as turn:
+            return [envelope async for envelope in turn]
+
+
+def hanging_tool() -> Any:
+    """A tool named ``hang`` that waits until it is cancelled."""
+    never = anyio.Event()
+
+    @tool
+    async def hang() -> str:
+        """Wait for ever."""
+        await never.wait()
+        return "impossible"
+
+    return hang
 
 
 def last_tool_message(call: CallModel) -> str:
@@ -422,13 +442,7 @@ async def test_empty_input_is_rejected() -> None:
 
 
 async def test_input_mid_turn_is_rejected_with_policy_reject() -> None:
-    never = anyio.Event()
-
-    @tool
-    async def hang() -> str:
-        """Wait for ever."""
-        await never.wait()
-        return "impossible"
+    hang = hanging_tool()
 
     model = FakeModel([[FakeModel.tool_call("hang", {})]])
     async with Agent(model, tools=[hang], input_policy="reject").session() as session, capture(session.nucleus) as cap:
@@ -438,6 +452,100 @@ async def test_input_mid_turn_is_rejected_with_policy_reject() -> None:
             await run(session, "and this?")
         await session.cancel()
         await cap.wait_for(TurnFinished, timeout=LIMIT)
+
+
+async def test_stream_yields_exactly_its_own_turn_in_seq_order_and_ends_at_turn_finished() -> None:
+    gate = anyio.Event()
+
+    @tool
+    async def wait_gate() -> str:
+        """Wait for the test."""
+        await gate.wait()
+        return "opened"
+
+    model = FakeModel(
+        [
+            [FakeModel.tool_call("wait_gate", {})],
+            [FakeModel.text("first done")],
+            [FakeModel.text("second "), FakeModel.text("done")],
+        ]
+    )
+    async with Agent(model, tools=[wait_gate]).session() as session, capture(session.nucleus) as cap:
+        await session.send("first")
+        await cap.wait_for(ToolStarted, timeout=LIMIT)
+        with anyio.fail_after(LIMIT):
+            async with session.stream("second") as turn:
+                assert "turn=None" in repr(turn)  # not started yet
+                gate.set()  # the first turn finishes while this stream reads
+                got = [envelope async for envelope in turn]
+        kinds = [type(env.event).__name__ for env in got]
+        assert kinds[0] == "InputQueued"  # it waited behind turn t1
+        assert kinds[-1] == "TurnFinished"
+        assert "ToolStarted" not in kinds  # nothing of the first turn
+        assert all(env.turn == "t2" for env in got[1:])
+        assert [env.seq for env in got] == sorted({env.seq for env in got})
+        assert "".join(e.text for e in events_of(got, AssistantDelta)) == "second done"
+        assert turn.turn == "t2"
+        assert turn.finished is not None
+        assert turn.finished.text == "second done"
+        assert turn.finished.input_id == turn.input_id
+        assert got[-1].event == turn.finished
+        assert "finished" in repr(turn)
+    model.assert_complete()
+
+
+async def test_stream_with_types_keeps_only_those_events() -> None:
+    model = FakeModel([[FakeModel.text("a"), FakeModel.text("b"), FakeModel.usage(1, 2)]])
+    async with Agent(model).session() as session:
+        with anyio.fail_after(LIMIT):
+            async with session.stream("hi", types=[AssistantDelta]) as turn:
+                texts = [env.event.text async for env in turn]  # type: ignore[attr-defined]
+        assert "".join(texts) == "ab"
+        assert turn.finished is not None
+        assert turn.finished.outcome == "completed"
+        with pytest.raises(StopAsyncIteration):
+            await turn.__anext__()  # ended for good
+
+
+async def test_stream_raises_for_rejected_input_and_bad_arguments() -> None:
+    async with Agent(FakeModel([])).session() as session:
+        with pytest.raises(InputRejectedError, match="empty message"):
+            await read_turn(session, "  ")
+        with pytest.raises(UsageError, match="text"):
+            session.stream(42)  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match="Event subclasses"):
+            session.stream("hi", types=[int])  # type: ignore[list-item]
+        with pytest.raises(UsageError, match="inside"):
+            await session.stream("x").__anext__()
+        assert session.nucleus.statistics().subscribers == 0
+
+
+async def test_leaving_a_stream_early_closes_it_and_the_turn_goes_on() -> None:
+    model = FakeModel([[FakeModel.text("one "), FakeModel.text("two")]])
+    async with Agent(model).session() as session, capture(session.nucleus) as cap:
+        with anyio.fail_after(LIMIT):
+            async with session.stream("hi", buffer=1) as turn:
+                async for _ in turn:
+                    break
+            assert session.nucleus.statistics().subscribers == 1  # only the capture left
+            finished = await cap.wait_for(TurnFinished, timeout=LIMIT)
+        assert finished.event.text == "one two"  # type: ignore[attr-defined]
+        assert turn.finished is None
+        assert "closed" in repr(turn)
+    model.assert_complete()
+
+
+async def test_a_stream_ends_with_closed_error_when_the_session_closes_first() -> None:
+    hang = hanging_tool()
+
+    model = FakeModel([[FakeModel.tool_call("hang", {})]])
+    agent = Agent(model, tools=[hang])
+    with anyio.fail_after(LIMIT):
+        async with agent.session() as session, session.stream("hang", types=[ToolStarted]) as turn:
+            await turn.__anext__()
+            await session.nucleus.aclose()
+            with pytest.raises(ClosedError, match="before the turn"):
+                await turn.__anext__()
 
 
 async def test_queued_input_runs_after_the_current_turn() -> None:

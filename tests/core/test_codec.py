@@ -55,7 +55,9 @@ def test_the_nucleus_outcome_signals_and_error_events_are_always_known() -> None
     assert c.decode_signal(c.encode(TimerFired(key="t"))) == TimerFired(key="t")
     error = ErrorEvent(kind="reducer", message="boom", signal_seq=3, signal_type="Ping", fatal=False)
     assert c.decode_event(c.encode(error)) == error
-    assert c.knows("cc_ping") and c.knows("timer_fired") and not c.knows("nope")
+    assert c.knows("cc_ping")
+    assert c.knows("timer_fired")
+    assert not c.knows("nope")
 
 
 def test_a_record_of_an_unknown_type_is_reported_not_guessed() -> None:
