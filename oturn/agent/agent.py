@@ -96,15 +96,25 @@ class Agent:
             if llm_process:
                 from oturn.llm.process import LiteLLMProcessModel
 
-                self.model: Model = LiteLLMProcessModel(api_base=api_base, api_key=api_key, timeout=model_timeout)
+                self.model: Model = LiteLLMProcessModel(
+                    model, api_base=api_base, api_key=api_key, timeout=model_timeout
+                )
             else:
                 from oturn.llm.litellm import LiteLLMModel
 
-                self.model = LiteLLMModel(api_base=api_base, api_key=api_key, timeout=model_timeout)
+                self.model = LiteLLMModel(model, api_base=api_base, api_key=api_key, timeout=model_timeout)
             model_name = model
         elif isinstance(model, Model):
+            given = [k for k, v in (("api_base", api_base), ("api_key", api_key), ("llm_process", llm_process)) if v]
+            if given:
+                raise UsageError(f"{', '.join(given)} only apply to a model name; set them on the Model object itself")
             self.model = model
             model_name = getattr(model, "name", type(model).__name__)
+            if not isinstance(model_name, str) or not model_name:
+                raise UsageError(
+                    f"{type(model).__name__} has no model name to call: give it one, e.g."
+                    f" {type(model).__name__}('openai/gpt-4o-mini', ...)"
+                )
         else:
             raise UsageError(f"model is a LiteLLM model name or a Model object; got {model!r}")
         self.policy = policy

@@ -201,11 +201,12 @@ def is_litellm_loaded() -> bool:
 class _LiteLLMOptions:
     """The options of :class:`LiteLLMModel` and ``LiteLLMProcessModel``: checked and stored in one place."""
 
-    __slots__ = ("_api_key", "api_base", "idle_timeout", "params", "timeout")
+    __slots__ = ("_api_key", "api_base", "idle_timeout", "name", "params", "timeout")
     _repr_name: ClassVar[str]
 
     def __init__(
         self,
+        name: str | None,
         *,
         api_base: str | None,
         api_key: str | None,
@@ -217,8 +218,12 @@ class _LiteLLMOptions:
             raise UsageError(f"timeout must be positive, got {timeout!r}")
         if idle_timeout is not None and not idle_timeout > 0:
             raise UsageError(f"idle_timeout must be positive, got {idle_timeout!r}")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise UsageError(f"the model name is a LiteLLM model string like 'openai/gpt-4o-mini'; got {name!r}")
         params = dict(params or {})
         _check_params(params, "params")
+        self.name = name
+        """The model name an :class:`~oturn.Agent` built on this object calls (``None``: none given)."""
         self.api_base = api_base
         self._api_key = api_key
         self.timeout = float(timeout)
@@ -228,7 +233,7 @@ class _LiteLLMOptions:
     def __repr__(self) -> str:
         key = "None" if self._api_key is None else "'***'"
         return (
-            f"{self._repr_name}(api_base={self.api_base!r}, api_key={key}, timeout={self.timeout:g},"
+            f"{self._repr_name}({self.name!r}, api_base={self.api_base!r}, api_key={key}, timeout={self.timeout:g},"
             f" idle_timeout={self.idle_timeout:g}, params={sorted(self.params)})"
         )
 
@@ -236,6 +241,9 @@ class _LiteLLMOptions:
 class LiteLLMModel(_LiteLLMOptions):
     """A :class:`~oturn.agent.model.Model` that streams through ``litellm.acompletion``.
 
+    - ``name`` (positional, optional): the model an :class:`~oturn.Agent` given this
+      object calls, e.g. ``LiteLLMModel("openai/gpt-4o-mini", api_base=...)``; a
+      :class:`~oturn.agent.effects.CallModel` names its own model either way.
     - ``api_base`` / ``api_key``: passed on every call (``None``: LiteLLM's defaults,
       e.g. ``OPENAI_API_KEY``). The key is never logged and ``repr`` masks it; provider
       messages that echo it are redacted in oturn's exceptions.
@@ -255,6 +263,8 @@ class LiteLLMModel(_LiteLLMOptions):
 
     def __init__(
         self,
+        name: str | None = None,
+        /,
         *,
         api_base: str | None = None,
         api_key: str | None = None,
@@ -262,7 +272,9 @@ class LiteLLMModel(_LiteLLMOptions):
         idle_timeout: float | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(api_base=api_base, api_key=api_key, timeout=timeout, idle_timeout=idle_timeout, params=params)
+        super().__init__(
+            name, api_base=api_base, api_key=api_key, timeout=timeout, idle_timeout=idle_timeout, params=params
+        )
 
     @staticmethod
     async def prewarm() -> None:

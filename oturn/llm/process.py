@@ -771,7 +771,7 @@ def shared_worker() -> LiteLLMWorker:
 class LiteLLMProcessModel(_LiteLLMOptions):
     """A :class:`~oturn.agent.model.Model` that streams through LiteLLM in a worker process.
 
-    The options are :class:`~oturn.llm.litellm.LiteLLMModel`'s (``api_base``,
+    The options are :class:`~oturn.llm.litellm.LiteLLMModel`'s (``name``, ``api_base``,
     ``api_key``, ``timeout``, ``idle_timeout``, ``params``; the same reserved keys are
     refused), plus ``worker``: the :class:`LiteLLMWorker` to use (default: the event
     loop's shared one, started by the first call). ``async with model:`` starts the
@@ -783,6 +783,8 @@ class LiteLLMProcessModel(_LiteLLMOptions):
 
     def __init__(
         self,
+        name: str | None = None,
+        /,
         *,
         api_base: str | None = None,
         api_key: str | None = None,
@@ -791,7 +793,9 @@ class LiteLLMProcessModel(_LiteLLMOptions):
         params: Mapping[str, Any] | None = None,
         worker: LiteLLMWorker | None = None,
     ) -> None:
-        super().__init__(api_base=api_base, api_key=api_key, timeout=timeout, idle_timeout=idle_timeout, params=params)
+        super().__init__(
+            name, api_base=api_base, api_key=api_key, timeout=timeout, idle_timeout=idle_timeout, params=params
+        )
         self._worker = worker
 
     @property

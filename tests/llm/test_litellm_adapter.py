@@ -493,6 +493,23 @@ def test_reserved_params_are_refused(key: str) -> None:
         LiteLLMModel().completion_kwargs(call("text", params={key: 1}))
 
 
+def test_a_named_model_drives_an_agent_and_a_nameless_one_is_refused() -> None:
+    from oturn import Agent
+
+    named = LiteLLMModel("openai/gpt-4o-mini", api_base="http://127.0.0.1:1/v1")
+    assert named.name == "openai/gpt-4o-mini"
+    assert repr(named).startswith("LiteLLMModel('openai/gpt-4o-mini', ")
+    assert Agent(named).turn_config.model == "openai/gpt-4o-mini"
+    assert Agent("openai/x", llm_process=False).model.name == "openai/x"  # type: ignore[attr-defined]
+    with pytest.raises(UsageError, match=r"no model name.*LiteLLMModel\('openai/"):
+        Agent(LiteLLMModel())
+    with pytest.raises(UsageError, match="api_key only apply to a model name"):
+        Agent(named, api_key=KEY)
+    for bad in ("", "  ", 3):
+        with pytest.raises(UsageError, match="model name"):
+            LiteLLMModel(bad)  # type: ignore[arg-type]
+
+
 def test_options_and_protocol() -> None:
     model = LiteLLMModel()
     assert isinstance(model, Model)
