@@ -507,11 +507,11 @@ class Nucleus(Generic[S]):
                 state = t.state
                 events = t.events
                 if events:
-                    try:
-                        count = len(events)
-                    except TypeError:  # an iterable that is not a sequence: keep what it yields
+                    if type(events) is not tuple:
+                        # A copy: the ring keeps the events, and a list the reducer still
+                        # holds (or an iterable) must not change what was published.
                         events = tuple(events)
-                        count = len(events)
+                    count = len(events)
                     if record is not None:
                         record((seq + 1, at, t.turn, cause, events))
                     subs = self._subs

@@ -883,6 +883,35 @@ async def test_statistics_count_signals_events_errors_and_subscribers() -> None:
 
 
 @on_backends()
+async def test_the_history_keeps_what_was_published_when_the_reducer_reuses_its_event_list() -> None:
+    shared: list[Event] = []
+
+    def reusing(state: int, signal: Signal) -> Transition[int]:
+        shared.clear()  # an impure habit, but the published record must not change with it
+        shared.append(Note(text=f"n{state + 1}"))
+        return Transition(state + 1, shared)
+
+    def generated(state: int, signal: Signal) -> Transition[int]:
+        return Transition(state + 1, (Note(text=f"g{i}") for i in range(2)))  # type: ignore[arg-type]
+
+    async with Nucleus(reusing, 0) as nucleus:
+        for _ in range(3):
+            await nucleus.send(note("x"))
+        await settle()
+        assert [e.event.text for e in nucleus.history()] == ["n1", "n2", "n3"]  # type: ignore[attr-defined]
+    async with Nucleus(generated, 0, history=3) as nucleus:
+        await nucleus.send(note("x"))
+        await nucleus.send(note("y"))
+        await settle()
+        assert [(e.seq, e.cause, e.event.text) for e in nucleus.history()] == [  # type: ignore[attr-defined]
+            (2, 1, "g1"),
+            (3, 2, "g0"),
+            (4, 2, "g1"),
+        ]
+        assert nucleus.statistics().history_size == 3
+
+
+@on_backends()
 async def test_repr_shows_session_phase_and_counters() -> None:
     nucleus = Nucleus(reducer, (), session="demo", inbox=16)
     assert repr(nucleus).startswith("<Nucleus demo new seq=0")
