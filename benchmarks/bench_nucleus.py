@@ -8,6 +8,13 @@ consumers drain concurrently too. Both let the loop run as often (every
 Run on asyncio and on uvloop. ``ns per delivered event`` = wall time / (events x
 max(k, 1)). Targets: ratio <= 1.2 at 10 and 100 subscribers, <= 1.5 at 0.
 
+At 0 subscribers the table also shows ``floor ns``: the baseline loop plus only what
+the nucleus's contract makes it do for every signal even when nobody listens (read
+the clock for the envelope's ``at``, keep a history-ring record for a later
+``subscribe(from_seq=...)``), with no inbox hop and no producer. ``floor`` is
+what any implementation of the contract pays in this process; ``oturn / floor`` is
+what the inbox hop and oturn's own code add.
+
     python benchmarks/bench_nucleus.py            # table
     python benchmarks/bench_nucleus.py --json     # one JSON object with "rows"
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
 import json
 import statistics
@@ -118,6 +126,30 @@ async def run_baseline(events: int, subscribers: int) -> float:
         return time.perf_counter() - start
 
 
+async def run_floor(events: int, subscribers: int) -> float:
+    """The baseline at 0 subscribers plus the clock read and the history record per signal."""
+    signals = [Tick(n=i) for i in range(events)]
+    ring: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=1024)
+    record = ring.append
+    now = time.time
+    start = time.perf_counter()
+    state = 0
+    seq = 0
+    budget = YIELD_EVERY
+    for cause, signal in enumerate(signals, 1):
+        at = now()
+        t = reducer(state, signal)
+        state = t.state
+        if t.events:
+            record((seq + 1, at, t.turn, cause, t.events))
+            seq += len(t.events)
+        budget -= 1
+        if not budget:
+            budget = YIELD_EVERY
+            await asyncio.sleep(0)
+    return time.perf_counter() - start
+
+
 def measure(
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
     fn: Callable[[int, int], Coroutine[Any, Any, float]],
@@ -151,12 +183,16 @@ def main() -> int:
             per = events * max(subscribers, 1)
             ours: list[float] = []
             base: list[float] = []
+            floor: list[float] = []
             measure(factory, run_oturn, min(events, 5_000), subscribers)  # warm up
             measure(factory, run_baseline, min(events, 5_000), subscribers)
-            for _ in range(args.repeat):  # alternate so drift hits both alike
+            for _ in range(args.repeat):  # alternate so drift hits all alike
                 ours.append(measure(factory, run_oturn, events, subscribers) / per * 1e9)
                 base.append(measure(factory, run_baseline, events, subscribers) / per * 1e9)
+                if not subscribers:
+                    floor.append(measure(factory, run_floor, events, subscribers) / per * 1e9)
             o, b = statistics.median(ours), statistics.median(base)
+            f = statistics.median(floor) if floor else None
             target = TARGETS[subscribers]
             rows.append(
                 {
@@ -166,6 +202,8 @@ def main() -> int:
                     "oturn_ns": round(o, 1),
                     "baseline_ns": round(b, 1),
                     "ratio": round(o / b, 3),
+                    "floor_ns": None if f is None else round(f, 1),
+                    "floor_ratio": None if f is None else round(f / b, 3),
                     "target": target,
                     "ok": None if target is None else o / b <= target,
                 }
@@ -173,12 +211,18 @@ def main() -> int:
     if args.json:
         print(json.dumps({"benchmark": "nucleus", "python": sys.version.split()[0], "rows": rows}))
     else:
-        print(f"{'loop':8} {'subs':>5} {'events':>7} {'oturn ns':>9} {'base ns':>8} {'ratio':>6} {'target':>6}")
+        print(
+            f"{'loop':8} {'subs':>5} {'events':>7} {'oturn ns':>9} {'base ns':>8} {'ratio':>6} {'target':>6}"
+            f" {'':4} {'floor ns':>9} {'floor/base':>10} {'oturn/floor':>11}"
+        )
         for r in rows:
             mark = "" if r["ok"] is None else ("ok" if r["ok"] else "MISS")
+            extra = ""
+            if r["floor_ns"] is not None:
+                extra = f" {r['floor_ns']:>9} {r['floor_ratio']:>10} {round(r['oturn_ns'] / r['floor_ns'], 3):>11}"
             print(
                 f"{r['loop']:8} {r['subscribers']:>5} {r['events']:>7} {r['oturn_ns']:>9} {r['baseline_ns']:>8}"
-                f" {r['ratio']:>6} {r['target'] or '':>6} {mark}"
+                f" {r['ratio']:>6} {r['target'] or '':>6} {mark:4}{extra}"
             )
     return 0
 
