@@ -368,6 +368,8 @@ class _Run:
     async def next_batch(self) -> list[StreamDelta] | None:
         """The deltas of the next chunk that has any; ``None`` at the end of the stream."""
         response = self.response
+        if response is None:  # ended already (see _ended_without_finish)
+            return None
         while True:
             left = self.deadline - anyio.current_time()
             idle = self.model.idle_timeout
@@ -378,6 +380,14 @@ class _Run:
             except StopAsyncIteration:
                 return None
             except Exception as exc:
+                if _ended_without_finish(exc):
+                    # LiteLLM >= 1.110 fails a stream that ended cleanly without any
+                    # finish_reason (Snowflake sends none). oturn's contract, as its own
+                    # reader keeps it, is an ordinary end with finish_reason None: end
+                    # the stream, with the usage LiteLLM held back.
+                    self.response = None
+                    usage = _held_usage(response)
+                    return self._inspect(usage, None) if usage else None
                 raise self._translate(exc) from exc
             if scope.cancelled_caught:
                 text = "".join(self.parts)
@@ -417,6 +427,44 @@ class _Run:
             # Closing a broken stream may fail again; the original error is what matters.
             with contextlib.suppress(Exception):
                 await response.aclose()
+
+
+_NO_FINISH: Final = "Stream ended before a finish_reason was received"
+
+
+def _ended_without_finish(exc: BaseException) -> bool:
+    """Whether ``exc`` is LiteLLM's error for a stream that ended cleanly without a finish_reason.
+
+    LiteLLM raises it (wrapped: MidStreamFallbackError, APIConnectionError) while handling
+    the ``StopAsyncIteration`` of the provider's stream, so both must be on the chain: a
+    connection that broke raises its own error instead.
+    """
+    seen: set[int] = set()
+    said = clean_end = False
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        said = said or str(current).endswith(_NO_FINISH)
+        clean_end = clean_end or isinstance(current, StopAsyncIteration | StopIteration)
+        original = getattr(current, "original_exception", None)
+        current = original if isinstance(original, BaseException) else (current.__cause__ or current.__context__)
+    return said and clean_end
+
+
+def _held_usage(response: Any) -> list[StreamDelta]:
+    """The usage of the last usage chunk LiteLLM's stream wrapper recorded but never yielded."""
+    chunks = getattr(response, "chunks", None)
+    if not isinstance(chunks, list):
+        return []
+    for chunk in reversed(chunks):
+        if getattr(chunk, "usage", None) is None:
+            continue
+        try:
+            dumped = chunk.model_dump(exclude_none=True)
+        except Exception:  # a chunk LiteLLM changed the shape of: no usage rather than a failure
+            return []
+        return [delta for delta in normalize_chunk({"usage": dumped["usage"]}) if isinstance(delta, UsageDelta)]
+    return []
 
 
 def _call_cost(litellm: ModuleType, model: str, usage: Usage, chunk: Any) -> float | None:

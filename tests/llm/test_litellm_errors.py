@@ -271,6 +271,25 @@ def test_dropped_mid_stream(litellm: ModuleType) -> None:
     assert "MidStreamFallbackError" not in str(error)  # LiteLLM's class-name prefixes are dropped
 
 
+def test_only_a_clean_end_without_finish_reason_counts_as_the_end_of_the_stream(litellm: ModuleType) -> None:
+    """LiteLLM 1.110's "no finish_reason" error, raised while it handles the provider stream's
+    StopAsyncIteration, means the stream ended cleanly; the same words without that clean end,
+    or a connection that broke, stay failures."""
+    from oturn.llm.litellm import _ended_without_finish
+
+    said = "OpenAIException - Stream ended before a finish_reason was received"
+    inner = litellm.APIConnectionError(said, PROVIDER, MODEL)
+    inner.__context__ = StopAsyncIteration()
+    assert _ended_without_finish(mid_stream(litellm, inner))
+    assert _ended_without_finish(inner)
+    assert not _ended_without_finish(mid_stream(litellm, litellm.APIConnectionError(said, PROVIDER, MODEL)))
+    broken = caused(litellm.APIConnectionError("peer closed connection", PROVIDER, MODEL), ConnectionResetError())
+    assert not _ended_without_finish(mid_stream(litellm, broken))
+    looping = RuntimeError(said)
+    looping.__context__ = looping  # a cycle ends the walk
+    assert not _ended_without_finish(looping)
+
+
 def test_stalled_mid_stream(litellm: ModuleType) -> None:
     inner = caused(
         litellm.APIConnectionError("Timeout on reading data from socket", PROVIDER, MODEL), httpx.ReadTimeout("x")

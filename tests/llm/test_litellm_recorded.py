@@ -47,11 +47,10 @@ def _fails_without_finish() -> bool:
 LITELLM_FAILS_WITHOUT_FINISH: Final = _fails_without_finish()
 """LiteLLM 1.110 treats an OpenAI-style stream that ends (even with ``[DONE]``) without any
 ``finish_reason`` as truncated: the call fails with "Stream ended before a finish_reason was
-received" and the usage chunk it held back is never yielded. oturn reports that as a
-retryable :class:`~oturn.StreamInterrupted` carrying the whole text streamed. LiteLLM ≤ 1.106
-made up ``finish_reason="stop"`` instead. Only recording 12 ends so."""
-
-NO_FINISH: Final = "12-snowflake-claude-reasoning-details-no-finish"
+received" and the usage chunk it held back is never yielded. LiteLLMModel ends such a stream
+normally instead (finish_reason None, as oturn's own reader and ``expected`` have it) and
+recovers the held-back usage. LiteLLM ≤ 1.106 made up ``finish_reason="stop"``. Only
+recording 12 ends so."""
 
 LITELLM_CHANGES: Final[dict[str, dict[str, Any]]] = {
     # Refusal text is lost. CustomStreamWrapper.is_chunk_non_empty() does not count
@@ -69,8 +68,8 @@ LITELLM_CHANGES: Final[dict[str, dict[str, Any]]] = {
     # Snowflake: (1) `reasoning_details` survives only on the first chunk (kept for its
     # `role`); later reasoning_details-only chunks are dropped as empty, so only "15" of
     # "15 * 27 = 405" arrives. (2) The provider sent no finish_reason at all;
-    # (2) differs by version: LiteLLM ≤ 1.106 made up "stop"; later versions end the call
-    # with an error instead (see LITELLM_FAILS_WITHOUT_FINISH).
+    # (2) differs by version: LiteLLM ≤ 1.106 made up "stop"; later versions fail the call,
+    # which LiteLLMModel turns back into a normal end (see LITELLM_FAILS_WITHOUT_FINISH).
     "12-snowflake-claude-reasoning-details-no-finish": {
         "reasoning": "15",
         "finish_reason": None if LITELLM_FAILS_WITHOUT_FINISH else "stop",
@@ -185,12 +184,7 @@ async def test_recording_through_litellm(model: LiteLLMModel, name: str) -> None
     want = {**expected_summary(expected), **LITELLM_CHANGES.get(name, {})}
     assert summary(state) == want
 
-    if name == NO_FINISH and LITELLM_FAILS_WITHOUT_FINISH:
-        assert type(error) is StreamInterrupted
-        assert error.retryable
-        assert error.partial_text == expected["content"]
-        assert "Stream ended before a finish_reason was received" in str(error)
-    elif expected["error"] is None:
+    if expected["error"] is None:
         assert error is None
     else:
         # The openai SDK raises on the error payload before LiteLLM yields it, so it never
@@ -209,9 +203,6 @@ async def test_recording_through_litellm(model: LiteLLMModel, name: str) -> None
 async def test_recording_usage_through_litellm(model: LiteLLMModel, name: str) -> None:
     expected = EXPECTED[f"{name}.sse"]["expected"]["usage"]
     state, _ = await replay(model, name)
-    if name == NO_FINISH and LITELLM_FAILS_WITHOUT_FINISH:
-        assert state.usage is None  # LiteLLM fails the call before it yields the usage it held
-        return
     if expected is None:
         assert state.usage is None
         return
