@@ -43,7 +43,7 @@ from oturn._exceptions import ProviderError, ProviderTimeout, StreamInterrupted,
 from oturn.agent.deltas import StreamDelta, StreamErrorDelta, TextDelta, UsageDelta
 from oturn.agent.effects import CallModel
 from oturn.agent.usage import Usage
-from oturn.llm.errors import redact, translate_error
+from oturn.llm.errors import exception_chain, redact, translate_error
 from oturn.llm.normalize import normalize_chunk
 
 __all__ = ["LiteLLMModel", "is_litellm_loaded", "prewarm"]
@@ -439,16 +439,9 @@ def _ended_without_finish(exc: BaseException) -> bool:
     the ``StopAsyncIteration`` of the provider's stream, so both must be on the chain: a
     connection that broke raises its own error instead.
     """
-    seen: set[int] = set()
-    said = clean_end = False
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        said = said or str(current).endswith(_NO_FINISH)
-        clean_end = clean_end or isinstance(current, StopAsyncIteration | StopIteration)
-        original = getattr(current, "original_exception", None)
-        current = original if isinstance(original, BaseException) else (current.__cause__ or current.__context__)
-    return said and clean_end
+    chain = exception_chain(exc)
+    said = any(str(link).endswith(_NO_FINISH) for link in chain)
+    return said and any(isinstance(link, StopAsyncIteration | StopIteration) for link in chain)
 
 
 def _held_usage(response: Any) -> list[StreamDelta]:

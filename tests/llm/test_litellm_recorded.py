@@ -67,9 +67,9 @@ LITELLM_CHANGES: Final[dict[str, dict[str, Any]]] = {
     "11-mistral-magistral-thinking-content-parts": {"reasoning": None},
     # Snowflake: (1) `reasoning_details` survives only on the first chunk (kept for its
     # `role`); later reasoning_details-only chunks are dropped as empty, so only "15" of
-    # "15 * 27 = 405" arrives. (2) The provider sent no finish_reason at all;
-    # (2) differs by version: LiteLLM ≤ 1.106 made up "stop"; later versions fail the call,
-    # which LiteLLMModel turns back into a normal end (see LITELLM_FAILS_WITHOUT_FINISH).
+    # "15 * 27 = 405" arrives. (2) The provider sent no finish_reason at all: LiteLLM
+    # ≤ 1.106 made up "stop"; later versions fail the call, which LiteLLMModel turns back
+    # into a normal end (see LITELLM_FAILS_WITHOUT_FINISH).
     "12-snowflake-claude-reasoning-details-no-finish": {
         "reasoning": "15",
         "finish_reason": None if LITELLM_FAILS_WITHOUT_FINISH else "stop",
